@@ -1,0 +1,177 @@
+"""Typed snapshot of one cluster: everything the cause evaluators may look at, and nothing from the SDK.
+
+Collection (ARM, metrics, run-command) fills it; evaluation reads it. Any piece that could not be
+collected is an `Unavailable` carrying the reason, so that an evaluator can answer `unknown` with that
+reason instead of mistaking missing data for a clean bill of health.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from shared.netrules.nsg_types import AddressContext, AdminRule, NetworkSecurityGroup
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A piece of evidence that could not be collected, and why (403, throttled, truncated output...)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    pool: str
+    private_ip: str | None
+    subnet_id: str
+    vmss_id: str = ""
+    instance_id: str = ""
+    nic_nsg_id: str | None = None
+    running: bool = True
+
+
+@dataclass(frozen=True)
+class AgentPool:
+    name: str
+    subnet_id: str
+    count: int
+    max_count: int | None = None  # autoscaler max when autoscaling is on
+    max_surge: int = 1  # extra nodes during upgrade; AKS default is one
+    vmss_id: str = ""
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    prefixes: tuple[str, ...]
+    nsg_id: str | None = None
+    route_table_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    address_prefix: str
+    next_hop_type: str  # Internet | VirtualAppliance | VnetLocal | VirtualNetworkGateway | None
+    next_hop_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    id: str
+    routes: tuple[Route, ...] = ()
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """An Azure Firewall network or application rule, flattened with its collection's priority/action."""
+
+    collection: str
+    collection_priority: int
+    action: str  # Allow | Deny
+    name: str
+    kind: str  # "network" | "application"
+    protocols: tuple[str, ...]  # network: TCP/UDP/ICMP/Any; application: "Https:443", "Http:80"
+    source_addresses: tuple[str, ...] = ("*",)
+    destination_addresses: tuple[str, ...] = ()
+    destination_fqdns: tuple[str, ...] = ()  # network rule FQDNs or application rule target FQDNs
+    destination_ports: tuple[str, ...] = ()
+    fqdn_tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Firewall:
+    id: str
+    private_ip: str
+    rules: tuple[FirewallRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadBalancerProfile:
+    allocated_outbound_ports: int = 0  # 0 means AKS's default table
+    outbound_ip_count: int = 1
+    idle_timeout_minutes: int = 30
+
+
+@dataclass(frozen=True)
+class SnatMetrics:
+    """SNAT metric series over the window, for the load balancer or NAT gateway on the outbound path.
+
+    `used_ports` / `allocated_ports` are per backend IP (the node), one value per interval.
+    """
+
+    source_id: str
+    source_kind: str  # "loadBalancer" | "natGateway"
+    window_minutes: int
+    failed_connections: float
+    successful_connections: float = 0.0
+    used_ports: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    allocated_ports: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    packet_drops: float = 0.0
+
+
+@dataclass(frozen=True)
+class ActivityEvent:
+    """One NSG or security rule write/delete from the Activity Log."""
+
+    operation: str  # e.g. Microsoft.Network/networkSecurityGroups/securityRules/write
+    resource_id: str
+    caller: str
+    timestamp: str
+    status: str = "Succeeded"
+
+
+@dataclass(frozen=True)
+class NodeProbe:
+    """What the node probe script saw on one node (parsed from its framed output).
+
+    Raw tool outputs are kept as text so that the same parsers serve `analyze` and the monitor.
+    `ufw_status` is None when ufw is not installed; `containers` is None when crictl is absent.
+    `reachability` maps a node IP to the netcat outcome of TCP 10250 from this node;
+    `egress` maps "tcp/443", "tcp/9000", "udp/1194" to the outcome towards the API server.
+    """
+
+    node: str
+    ufw_status: str | None = None
+    iptables_save: str | None = None
+    containers: tuple[str, ...] | None = None
+    reachability: Mapping[str, str] = field(default_factory=dict)
+    egress: Mapping[str, str] = field(default_factory=dict)
+    api_server_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    node_resource_group: str
+    private: bool
+    outbound_type: str  # loadBalancer | managedNATGateway | userAssignedNATGateway | userDefinedRouting | none
+    tunnel: str = "konnectivity"  # konnectivity | tunnel-front | aks-link | unknown
+    fqdn: str | None = None
+    private_fqdn: str | None = None
+    load_balancer_profile: LoadBalancerProfile | None = None
+    pools: tuple[AgentPool, ...] = ()
+    nodes: tuple[Node, ...] | Unavailable = ()
+    subnets: Mapping[str, Subnet] = field(default_factory=dict)
+    nsgs: Mapping[str, NetworkSecurityGroup] | Unavailable = field(default_factory=dict)
+    address_context: AddressContext = field(default_factory=AddressContext)
+    admin_rules: tuple[AdminRule, ...] | Unavailable = ()
+    route_tables: Mapping[str, RouteTable] = field(default_factory=dict)
+    firewall: Firewall | Unavailable | None = None
+    snat: SnatMetrics | Unavailable | None = None
+    nsg_changes: tuple[ActivityEvent, ...] | Unavailable = ()
+    probes: Mapping[str, NodeProbe | Unavailable] = field(default_factory=dict)
+    probes_mode: str = "off"  # off | sample | all
+    unsupported_reason: str | None = None  # e.g. availability-set clusters: every cause is unknown
+
+    def subnet_of(self, node: Node) -> Subnet | None:
+        return self.subnets.get(node.subnet_id.lower()) or self.subnets.get(node.subnet_id)
