@@ -1,0 +1,57 @@
+# Two commands set everything up on a fresh Debian/Ubuntu machine with Python 3.11+ and Node 20+:
+#   make demo   the monitor on the bundled simulated fleet (local Azure emulator + Azurite)
+#   make test   the whole suite, with ruff and mypy
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEPS_STAMP := $(VENV)/.deps-installed
+NODE_STAMP := node_modules/.deps-installed
+SYSTEM_TOOLS := iptables ufw nc ip
+PYTEST_ARGS ?=
+
+.PHONY: deps system-deps lint typecheck test demo bench serve clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: $(DEPS_STAMP) $(NODE_STAMP)
+
+# The real-kernel tests need these; as root we install them, otherwise those tests skip and say why.
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages for:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables ufw netcat-openbsd iproute2 >/dev/null; \
+	  else echo "note: missing$$missing; kernel tests will skip (run make test as root to install them)"; fi; \
+	fi
+
+lint: deps
+	$(BIN)/ruff check .
+
+typecheck: deps
+	$(BIN)/mypy
+
+test: deps system-deps lint typecheck
+	PATH="$$PATH:/usr/sbin:/sbin" scripts/with-azurite.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: deps
+	$(BIN)/python -m shared demo
+
+serve: deps
+	$(BIN)/python -m shared serve
+
+bench: deps system-deps
+	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
