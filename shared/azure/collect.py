@@ -1,0 +1,426 @@
+"""Collection: ARM reads through the real SDK clients into one typed ClusterSnapshot.
+
+Every resource is read at most once per collector (a collector lives for one diagnosis or one cycle),
+and each piece of evidence that fails becomes an `Unavailable` with the reason, so a 403 on metrics
+turns only the SNAT cause into `unknown` and leaves the rest of the diagnosis intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+from shared.azure import rest
+from shared.azure.clients import ArmClients, to_rest
+from shared.azure.ids import ClusterRef, last_name, norm, segment
+from shared.netrules.nsg_types import AddressContext, AdminRule, NetworkSecurityGroup
+from shared.snapshot import (
+    ActivityEvent,
+    ClusterSnapshot,
+    Firewall,
+    Node,
+    RouteTable,
+    SnatMetrics,
+    Subnet,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class CollectionError(Exception):
+    """The cluster itself cannot be read: the whole diagnosis stops with this one-line message."""
+
+
+class ClusterNotFound(CollectionError):
+    pass
+
+
+class AccessDenied(CollectionError):
+    pass
+
+
+def describe_http_error(exc: Exception, what: str) -> str:
+    """One line naming what failed and how, for `unknown` reasons and CLI errors."""
+    status = getattr(exc, "status_code", None)
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None) or ""
+    if status == 403:
+        return f"access denied (403 {code or 'AuthorizationFailed'}) reading {what}"
+    if status == 404:
+        return f"{what} was not found (404 {code})".replace(" )", ")")
+    if status == 429:
+        return f"ARM kept throttling (429) reading {what}; retries exhausted"
+    if status is not None:
+        return f"reading {what} failed with HTTP {status} {code}".strip()
+    return f"reading {what} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+class Collector:
+    def __init__(self, clients: ArmClients, *, now: Callable[[], datetime] | None = None) -> None:
+        self.clients = clients
+        self.settings = clients.settings
+        self._now = now or (lambda: datetime.now(UTC))
+        self._memo: dict[str, Any] = {}
+        self._memo_lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+
+    # ------------------------------------------------------------ memo: no resource read twice
+
+    def _once(self, key: str, fetch: Callable[[], T]) -> T:
+        key = key.lower()
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]  # type: ignore[no-any-return]
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._memo_lock:
+                if key in self._memo:
+                    return self._memo[key]  # type: ignore[no-any-return]
+            value = fetch()
+            with self._memo_lock:
+                self._memo[key] = value
+            return value
+
+    def _safe(self, what: str, fetch: Callable[[], T]) -> T | Unavailable:
+        from azure.core.exceptions import AzureError
+
+        try:
+            return fetch()
+        except AzureError as exc:
+            reason = describe_http_error(exc, what)
+            log.warning("collection failed: %s", reason)
+            return Unavailable(reason)
+
+    # ------------------------------------------------------------ cluster
+
+    def managed_cluster(self, ref: ClusterRef) -> dict[str, Any]:
+        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+        def fetch() -> dict[str, Any]:
+            client = self.clients.container(ref.subscription_id)
+            return to_rest(client.managed_clusters.get(ref.resource_group, ref.name))
+
+        try:
+            return self._once(ref.id, fetch)
+        except ClientAuthenticationError as exc:
+            raise AccessDenied(f"could not authenticate to Azure: {str(exc).splitlines()[0]}") from None
+        except HttpResponseError as exc:
+            if exc.status_code == 404:
+                code = getattr(exc.error, "code", "") or "404"
+                raise ClusterNotFound(f"cluster not found: {ref.id} ({code})") from None
+            if exc.status_code in (401, 403):
+                raise AccessDenied(describe_http_error(exc, f"cluster {ref.id}")) from None
+            raise CollectionError(describe_http_error(exc, f"cluster {ref.id}")) from None
+
+    def list_clusters(self, subscription: str) -> list[dict[str, Any]]:
+        client = self.clients.container(subscription)
+        clusters = [to_rest(c) for c in client.managed_clusters.list()]
+        with self._memo_lock:
+            for c in clusters:
+                if c.get("id"):
+                    self._memo[c["id"].lower()] = c
+        return clusters
+
+    def list_subscriptions(self) -> list[str]:
+        client = self.clients.subscriptions()
+        return [str(to_rest(s).get("subscriptionId", "")).lower() for s in client.subscriptions.list()]
+
+    # ------------------------------------------------------------ topology
+
+    def snapshot(
+        self,
+        cluster: dict[str, Any],
+        *,
+        with_instances: bool,
+        activity: tuple[ActivityEvent, ...] | Unavailable | None = None,
+    ) -> ClusterSnapshot:
+        """Control-plane snapshot; probes are added afterwards by `probes.attach_probes`."""
+        facts = rest.cluster_facts(cluster)
+        subscription = (segment(facts.id, "subscriptions") or "").lower()
+        base = ClusterSnapshot(
+            id=facts.id, name=facts.name, subscription_id=subscription,
+            resource_group=segment(facts.id, "resourceGroups") or "", location=facts.location,
+            node_resource_group=facts.node_resource_group, private=facts.private,
+            outbound_type=facts.outbound_type, tunnel="unknown", fqdn=facts.fqdn, private_fqdn=facts.private_fqdn,
+            load_balancer_profile=facts.load_balancer_profile, pools=facts.pools,
+            unsupported_reason=facts.unsupported_reason,
+        )
+        if facts.unsupported_reason:
+            return base
+        nodes_or_error = self._safe("the node pools' scale sets and NICs",
+                                    lambda: self._nodes(subscription, facts.node_resource_group, with_instances))
+        if isinstance(nodes_or_error, Unavailable):
+            return _replace(base, nodes=nodes_or_error, nsgs=nodes_or_error)
+        nodes, pools_by_name, nics = nodes_or_error
+        network = self._network(subscription, nodes, nics)
+        lb_ids = {pool_id.split("/backendAddressPools/")[0] for nic in nics for pool_id in nic.backend_pool_ids
+                  if "/loadbalancers/" in pool_id.lower()}
+        snat = self._snat(subscription, facts, network["nat"], nodes, lb_ids)
+        changes = activity if activity is not None else self.activity_log(subscription)
+        if not isinstance(changes, Unavailable):
+            path = {norm(i) for i in network["nsgs_ids"]}
+            changes = tuple(e for e in changes if any(norm(e.resource_id).startswith(p) for p in path))
+        pools = tuple(
+            _replace(p, vmss_id=pools_by_name.get(p.name, "")) if p.name in pools_by_name else p
+            for p in facts.pools
+        )
+        return _replace(
+            base,
+            pools=pools,
+            nodes=nodes,
+            subnets=network["subnets"],
+            nsgs=network["nsgs"],
+            address_context=network["context"],
+            admin_rules=network["admin"],
+            route_tables=network["routes"],
+            firewall=network["firewall"],
+            snat=snat,
+            nsg_changes=changes,
+        )
+
+    def _nodes(
+        self, subscription: str, node_rg: str, with_instances: bool
+    ) -> tuple[tuple[Node, ...], dict[str, str], list[rest.NicFacts]]:
+        compute = self.clients.compute(subscription)
+        scale_sets = self._once(
+            f"/subscriptions/{subscription}/resourceGroups/{node_rg}#vmss",
+            lambda: [rest.scale_set(to_rest(v)) for v in compute.virtual_machine_scale_sets.list(node_rg)],
+        )
+        nodes: list[Node] = []
+        all_nics: list[rest.NicFacts] = []
+        pools: dict[str, str] = {}
+        for vmss in scale_sets:
+            pools[vmss.pool] = vmss.id
+            nics = self._vmss_nics(subscription, node_rg, vmss)
+            all_nics.extend(nics)
+            states: dict[str, rest.InstanceState] = {}
+            if with_instances:
+                states = self._vmss_states(subscription, node_rg, vmss)
+            for nic in nics:
+                state = states.get(nic.instance_id)
+                nodes.append(Node(
+                    name=(state.computer_name if state and state.computer_name
+                          else rest.node_name(vmss, nic.instance_id)),
+                    pool=vmss.pool,
+                    private_ip=nic.private_ip,
+                    subnet_id=nic.subnet_id,
+                    vmss_id=vmss.id,
+                    instance_id=nic.instance_id,
+                    nic_nsg_id=nic.nsg_id,
+                    running=True if state is None or state.running is None else state.running,
+                ))
+        nodes.sort(key=lambda n: (n.pool, n.name))
+        return tuple(nodes), pools, all_nics
+
+    def _vmss_nics(self, subscription: str, node_rg: str, vmss: rest.ScaleSet) -> list[rest.NicFacts]:
+        network = self.clients.network(subscription)
+
+        def fetch() -> list[rest.NicFacts]:
+            pages = network.network_interfaces.list_virtual_machine_scale_set_network_interfaces(node_rg, vmss.name)
+            return [rest.nic_facts(to_rest(n)) for n in pages]
+
+        return self._once(f"{vmss.id}#nics", fetch)
+
+    def _vmss_states(self, subscription: str, node_rg: str, vmss: rest.ScaleSet) -> dict[str, rest.InstanceState]:
+        compute = self.clients.compute(subscription)
+
+        def fetch() -> dict[str, rest.InstanceState]:
+            vms = compute.virtual_machine_scale_set_vms.list(node_rg, vmss.name, expand="instanceView")
+            states = (rest.instance_state(to_rest(vm)) for vm in vms)
+            return {state.instance_id: state for state in states}
+
+        return self._once(f"{vmss.id}#vms", fetch)
+
+    def _get(self, subscription: str, resource_id: str, operations: str, convert: Callable[[Any], T]) -> T:
+        """GET one network resource by id through `client.<operations>.get(rg, name)`, once per collector."""
+        client = getattr(self.clients.network(subscription), operations)
+        group, name = segment(resource_id, "resourceGroups"), last_name(resource_id)
+        return self._once(resource_id, lambda: convert(to_rest(client.get(group, name))))
+
+    def _network(self, subscription: str, nodes: tuple[Node, ...], nics: list[rest.NicFacts]) -> dict[str, Any]:
+        vnet_ids = sorted({n.subnet_id.split("/subnets/")[0] for n in nodes if "/subnets/" in n.subnet_id},
+                          key=str.lower)
+        subnets: dict[str, Subnet] = {}
+        vnets: list[rest.VnetFacts] = []
+        vnet_errors: list[Unavailable] = []
+        for vnet_id in vnet_ids:
+            got = self._safe(f"virtual network {last_name(vnet_id)}",
+                             partial(self._get, subscription, vnet_id, "virtual_networks", rest.vnet_facts))
+            if isinstance(got, Unavailable):
+                vnet_errors.append(got)
+                continue
+            vnets.append(got)
+            for s in got.subnets:
+                subnets[norm(s.id)] = s
+        nsg_ids = sorted({i for n in nodes for i in (n.nic_nsg_id, _subnet_nsg(subnets, n)) if i}, key=str.lower)
+        nsgs: dict[str, NetworkSecurityGroup] | Unavailable = {}
+        if vnet_errors:
+            nsgs = vnet_errors[0]
+        else:
+            for nsg_id in nsg_ids:
+                got_nsg = self._safe(f"NSG {last_name(nsg_id)}", partial(
+                    self._get, subscription, nsg_id, "network_security_groups", rest.network_security_group))
+                if isinstance(got_nsg, Unavailable):
+                    nsgs = got_nsg
+                    break
+                assert isinstance(nsgs, dict)
+                nsgs[nsg_id] = got_nsg
+                nsgs[norm(nsg_id)] = got_nsg
+        members: dict[str, set[str]] = {}
+        for nic in nics:
+            for asg in nic.asg_ids:
+                if nic.private_ip:
+                    members.setdefault(norm(asg), set()).add(nic.private_ip)
+        context = AddressContext(
+            vnet_prefixes=tuple(dict.fromkeys(p for v in vnets for p in (*v.address_space, *v.peered_prefixes))),
+            asg_members={k: frozenset(v) for k, v in members.items()},
+        )
+        admin = self._admin_rules(subscription, vnets) if not vnet_errors else vnet_errors[0]
+        routes, firewall = self._egress(subscription, nodes, subnets, vnets)
+        nat = {k: v for vnet in vnets for k, v in vnet.nat_gateways.items()}
+        return {"subnets": subnets, "nat": nat, "nsgs": nsgs, "nsgs_ids": nsg_ids, "context": context, "admin": admin,
+                "routes": routes, "firewall": firewall}
+
+    def _admin_rules(self, subscription: str, vnets: list[rest.VnetFacts]) -> tuple[AdminRule, ...] | Unavailable:
+        network = self.clients.network(subscription)
+        collected: list[AdminRule] = []
+        for vnet in vnets:
+            def fetch(v: rest.VnetFacts = vnet) -> tuple[AdminRule, ...]:
+                items: list[Any] = []
+                token: str | None = None
+                for _ in range(100):  # skipToken paging, bounded
+                    page = to_rest(network.list_network_manager_effective_security_admin_rules(
+                        segment(v.id, "resourceGroups"), last_name(v.id), {"skipToken": token} if token else {}))
+                    items.extend(page.get("value") or [])
+                    token = page.get("skipToken")
+                    if not token:
+                        break
+                return rest.admin_rules(items)
+
+            got = self._safe(f"AVNM security admin rules of {last_name(vnet.id)}",
+                             partial(self._once, f"{vnet.id}#avnm", fetch))
+            if isinstance(got, Unavailable):
+                return got
+            collected.extend(got)
+        return tuple(collected)
+
+    def _egress(
+        self, subscription: str, nodes: tuple[Node, ...], subnets: dict[str, Subnet], vnets: list[rest.VnetFacts]
+    ) -> tuple[dict[str, RouteTable], Firewall | Unavailable | None]:
+        tables: dict[str, RouteTable] = {}
+        firewall: Firewall | Unavailable | None = None
+        table_ids = sorted({s.route_table_id for n in nodes if (s := subnets.get(norm(n.subnet_id)))
+                            and s.route_table_id}, key=str.lower)
+        for table_id in table_ids:
+            got = self._safe(f"route table {last_name(table_id)}",
+                             partial(self._get, subscription, table_id, "route_tables", rest.route_table))
+            if isinstance(got, Unavailable):
+                return tables, got
+            tables[norm(table_id)] = got
+            default = next((r for r in got.routes if r.address_prefix == "0.0.0.0/0"), None)
+            if default is not None and default.next_hop_type.lower() == "virtualappliance":
+                firewall = self._firewall_at(subscription, default.next_hop_ip or "", vnets)
+        return tables, firewall
+
+    def _firewall_at(self, subscription: str, ip: str, vnets: list[rest.VnetFacts]) -> Firewall | Unavailable:
+        for vnet in vnets:
+            for config_id in vnet.firewall_ip_configs:
+                fw_id = config_id.split("/azureFirewallIpConfigurations/")[0]
+                got = self._safe(f"Azure Firewall {last_name(fw_id)}",
+                                 partial(self._get, subscription, fw_id, "azure_firewalls", rest.firewall))
+                if isinstance(got, Unavailable) or got.private_ip == ip:
+                    return got
+        return Unavailable(
+            f"the default route's next hop {ip} is a virtual appliance that is not an Azure Firewall in the "
+            "cluster VNet; check that it allows the tunnel port to the API server"
+        )
+
+    # ------------------------------------------------------------ evidence
+
+    def _snat(self, subscription: str, facts: rest.ClusterFacts, nat_by_subnet: Mapping[str, str],
+              nodes: tuple[Node, ...], lb_ids: set[str]) -> SnatMetrics | Unavailable | None:
+        if facts.private or facts.outbound_type.lower() in ("userdefinedrouting", "none"):
+            return None
+        window = self.settings.snat_window_minutes
+        end = self._now()
+        timespan = f"{_arm_time(end - timedelta(minutes=window))}/{_arm_time(end)}"
+        monitor = self.clients.monitor(subscription)
+        if facts.outbound_type in ("managedNATGateway", "userAssignedNATGateway"):
+            nat_ids = sorted({g for n in nodes if (g := nat_by_subnet.get(norm(n.subnet_id)))})
+            if not nat_ids:
+                return Unavailable("no NAT gateway is attached to the node subnets")
+            nat_id = nat_ids[0]
+
+            def nat_metrics() -> SnatMetrics:
+                conns = to_rest(monitor.metrics.list(nat_id, timespan=timespan, interval="PT1M",
+                                                     metricnames="SNATConnectionCount", aggregation="Total",
+                                                     filter="ConnectionState eq '*'"))
+                drops = to_rest(monitor.metrics.list(nat_id, timespan=timespan, interval="PT1M",
+                                                     metricnames="PacketDropCount", aggregation="Total"))
+                by_state = rest.metric_series(conns, "SNATConnectionCount", "ConnectionState")
+                return SnatMetrics(
+                    source_id=nat_id, source_kind="natGateway", window_minutes=window,
+                    failed_connections=sum(by_state.get("failed", [])),
+                    successful_connections=sum(by_state.get("successful", [])),
+                    packet_drops=sum(v for s in rest.metric_series(drops, "PacketDropCount", None).values() for v in s),
+                )
+
+            return self._safe("NAT gateway SNAT metrics", nat_metrics)
+        if not lb_ids:
+            return Unavailable("no load balancer backend pool on the node NICs; cannot find the outbound load balancer")
+        lb_id = sorted(lb_ids, key=lambda i: (last_name(i).lower() != "kubernetes", i))[0]
+
+        def lb_metrics() -> SnatMetrics:
+            conns = to_rest(monitor.metrics.list(lb_id, timespan=timespan, interval="PT1M",
+                                                 metricnames="SnatConnectionCount", aggregation="Total",
+                                                 filter="ConnectionState eq '*'"))
+            ports = to_rest(monitor.metrics.list(lb_id, timespan=timespan, interval="PT1M",
+                                                 metricnames="AllocatedSnatPorts,UsedSnatPorts",
+                                                 aggregation="Maximum", filter="BackendIPAddress eq '*'"))
+            by_state = rest.metric_series(conns, "SnatConnectionCount", "ConnectionState")
+            return SnatMetrics(
+                source_id=lb_id, source_kind="loadBalancer", window_minutes=window,
+                failed_connections=sum(by_state.get("failed", [])),
+                successful_connections=sum(by_state.get("successful", [])),
+                used_ports={k: tuple(v) for k, v in rest.metric_series(ports, "UsedSnatPorts",
+                                                                       "BackendIPAddress").items()},
+                allocated_ports={k: tuple(v) for k, v in rest.metric_series(ports, "AllocatedSnatPorts",
+                                                                            "BackendIPAddress").items()},
+            )
+
+        return self._safe("load balancer SNAT metrics", lb_metrics)
+
+    def activity_log(self, subscription: str, since: datetime | None = None) -> tuple[ActivityEvent, ...] | Unavailable:
+        end = self._now()
+        start = since or end - timedelta(hours=self.settings.activity_window_hours)
+        monitor = self.clients.monitor(subscription)
+        flt = (f"eventTimestamp ge '{_arm_time(start)}' and eventTimestamp le '{_arm_time(end)}' and "
+               "resourceProvider eq 'Microsoft.Network'")
+
+        def fetch() -> tuple[ActivityEvent, ...]:
+            events = (rest.activity_event(to_rest(e)) for e in monitor.activity_logs.list(
+                filter=flt, select="eventTimestamp,operationName,resourceId,caller,status"))
+            return tuple(e for e in events if e is not None)
+
+        return self._safe("the Activity Log", lambda: self._once(f"/subscriptions/{subscription}#activity", fetch))
+
+
+def _arm_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _subnet_nsg(subnets: dict[str, Subnet], node: Node) -> str | None:
+    subnet = subnets.get(norm(node.subnet_id))
+    return subnet.nsg_id if subnet else None
+
+
+def _replace(obj: T, **changes: Any) -> T:
+    from dataclasses import replace
+
+    return replace(obj, **changes)  # type: ignore[type-var]

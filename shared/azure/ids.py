@@ -1,0 +1,72 @@
+"""ARM resource ids: strict parsing, because a malformed id must be a one-line usage error, not a 404."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_RG = re.compile(r"^[-\w._()]{1,90}$")
+_NAME = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_]{0,62}$")
+
+
+class InvalidResourceId(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.ContainerService/managedClusters/{self.name}"
+        )
+
+
+def parse_cluster_id(value: str) -> ClusterRef:
+    """Accepts any casing of the segment names (AKS itself returns `resourcegroups`)."""
+    parts = value.strip().strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    expected = ["subscriptions", None, "resourcegroups", None, "providers", "microsoft.containerservice",
+                "managedclusters", None]
+    if len(parts) != len(expected) or any(e is not None and lowered[i] != e for i, e in enumerate(expected)):
+        raise InvalidResourceId(
+            f"not a managed cluster resource id: {value!r} (expected /subscriptions/<guid>/resourceGroups/<rg>"
+            "/providers/Microsoft.ContainerService/managedClusters/<name>)"
+        )
+    subscription, group, name = parts[1], parts[3], parts[7]
+    if not _GUID.match(subscription):
+        raise InvalidResourceId(f"subscription id is not a GUID: {subscription!r}")
+    if not _RG.match(group) or group.endswith("."):
+        raise InvalidResourceId(f"invalid resource group name: {group!r}")
+    if not _NAME.match(name):
+        raise InvalidResourceId(f"invalid cluster name: {name!r}")
+    return ClusterRef(subscription.lower(), group, name)
+
+
+def segment(resource_id: str, key: str) -> str | None:
+    """The value after `key` in an ARM id (case-insensitive), e.g. segment(id, 'resourceGroups')."""
+    parts = resource_id.strip("/").split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part.lower() == key.lower():
+            return parts[i + 1]
+    return None
+
+
+def last_name(resource_id: str) -> str:
+    return resource_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def parent_id(resource_id: str, levels: int = 1) -> str:
+    parts = resource_id.rstrip("/").split("/")
+    return "/".join(parts[: len(parts) - 2 * levels])
+
+
+def norm(resource_id: str | None) -> str:
+    """ARM ids are case-insensitive; compare them lower-cased."""
+    return (resource_id or "").lower()

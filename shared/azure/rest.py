@@ -1,0 +1,412 @@
+"""Pure converters from ARM REST JSON (the shapes in Azure's official examples) to snapshot types.
+
+Kept free of I/O so that they can be tested on the official examples directly, and so that the SDK
+generation (msrest or typespec models) never leaks past `clients.to_rest`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.azure.ids import last_name, norm, segment
+from shared.netrules.nsg_types import AdminRule, NetworkSecurityGroup, SecurityRule
+from shared.snapshot import (
+    ActivityEvent,
+    AgentPool,
+    Firewall,
+    FirewallRule,
+    LoadBalancerProfile,
+    Route,
+    RouteTable,
+    Subnet,
+    Unavailable,
+)
+
+JSON = Mapping[str, Any]
+
+
+def props(obj: JSON | None) -> JSON:
+    """ARM puts most fields under `properties`; some SDK dumps flatten them. Accept both."""
+    if not obj:
+        return {}
+    inner = obj.get("properties")
+    return inner if isinstance(inner, Mapping) else obj
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _ids(items: Any) -> tuple[str, ...]:
+    return tuple(i["id"] for i in _list(items) if isinstance(i, Mapping) and i.get("id"))
+
+
+def _prefixes(p: JSON, single: str, plural: str) -> tuple[str, ...]:
+    values = [v for v in _list(p.get(plural)) if v]
+    if p.get(single):
+        values.insert(0, p[single])
+    return tuple(values)
+
+
+# ---------------------------------------------------------------- managed cluster
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    id: str
+    name: str
+    location: str
+    node_resource_group: str
+    private: bool
+    outbound_type: str
+    fqdn: str | None
+    private_fqdn: str | None
+    load_balancer_profile: LoadBalancerProfile | None
+    pools: tuple[AgentPool, ...]
+    unsupported_reason: str | None
+
+
+def cluster_facts(cluster: JSON) -> ClusterFacts:
+    p = props(cluster)
+    network = p.get("networkProfile") or {}
+    access = p.get("apiServerAccessProfile") or {}
+    lb = network.get("loadBalancerProfile")
+    pools: list[AgentPool] = []
+    availability_sets: list[str] = []
+    for pool in _list(p.get("agentPoolProfiles")):
+        if str(pool.get("type", "VirtualMachineScaleSets")).lower() == "availabilityset":
+            availability_sets.append(pool.get("name", "?"))
+        count = int(pool.get("count") or 0)
+        max_count = int(pool["maxCount"]) if pool.get("enableAutoScaling") and pool.get("maxCount") else None
+        pools.append(AgentPool(
+            name=pool.get("name", ""),
+            subnet_id=pool.get("vnetSubnetID") or "",
+            count=count,
+            max_count=max_count,
+            max_surge=surge_nodes((pool.get("upgradeSettings") or {}).get("maxSurge"), max(count, max_count or 0)),
+        ))
+    unsupported = (
+        f"agent pool(s) {', '.join(availability_sets)} use availability sets; this monitor reads nodes from "
+        "virtual machine scale sets only" if availability_sets else None
+    )
+    node_rg = p.get("nodeResourceGroup") or ""
+    if not node_rg and unsupported is None:
+        unsupported = "the cluster has no nodeResourceGroup yet (still provisioning?)"
+    return ClusterFacts(
+        id=cluster.get("id", ""),
+        name=cluster.get("name", ""),
+        location=cluster.get("location", ""),
+        node_resource_group=node_rg,
+        private=bool(access.get("enablePrivateCluster")),
+        outbound_type=network.get("outboundType") or "loadBalancer",
+        fqdn=p.get("fqdn"),
+        private_fqdn=p.get("privateFQDN"),
+        load_balancer_profile=_lb_profile(lb) if isinstance(lb, Mapping) else None,
+        pools=tuple(pools),
+        unsupported_reason=unsupported,
+    )
+
+
+def surge_nodes(max_surge: Any, node_count: int) -> int:
+    """AKS maxSurge is a count ("3") or a percentage ("33%") of the pool, rounded up; default one node."""
+    if max_surge in (None, ""):
+        return 1
+    text = str(max_surge).strip()
+    if text.endswith("%"):
+        percent = float(text[:-1] or 0)
+        return max(1, -(-int(node_count * percent) // 100)) if percent > 0 else 0
+    return int(text) if text.isdigit() else 1
+
+
+def _lb_profile(lb: JSON) -> LoadBalancerProfile:
+    effective = _list(lb.get("effectiveOutboundIPs"))
+    managed = (lb.get("managedOutboundIPs") or {}).get("count")
+    explicit = _list((lb.get("outboundIPs") or {}).get("publicIPs"))
+    prefixes = _list((lb.get("outboundIPPrefixes") or {}).get("publicIPPrefixes"))
+    count = len(effective) or len(explicit) or int(managed or 0) or (len(prefixes) * 16) or 1
+    return LoadBalancerProfile(
+        allocated_outbound_ports=int(lb.get("allocatedOutboundPorts") or 0),
+        outbound_ip_count=count,
+        idle_timeout_minutes=int(lb.get("idleTimeoutInMinutes") or 30),
+    )
+
+
+# ---------------------------------------------------------------- VMSS, instances, NICs
+
+
+@dataclass(frozen=True)
+class ScaleSet:
+    id: str
+    name: str
+    pool: str
+    computer_name_prefix: str
+
+
+_AKS_VMSS = re.compile(r"^aks-(?P<pool>[a-z0-9]+)-\d+-vmss$", re.IGNORECASE)
+
+
+def scale_set(vmss: JSON) -> ScaleSet:
+    tags = vmss.get("tags") or {}
+    name = vmss.get("name") or last_name(vmss.get("id", ""))
+    matched = _AKS_VMSS.match(name)
+    pool = tags.get("aks-managed-poolName") or (matched.group("pool") if matched else name)
+    os_profile = (props(vmss).get("virtualMachineProfile") or {}).get("osProfile") or {}
+    return ScaleSet(vmss.get("id", ""), name, pool, os_profile.get("computerNamePrefix") or f"{name}")
+
+
+def node_name(vmss: ScaleSet, instance_id: str) -> str:
+    """AKS node names are the VMSS computer name prefix plus the instance id in base 36, six digits."""
+    number = int(instance_id) if instance_id.isdigit() else 0
+    digits = ""
+    while True:
+        number, rem = divmod(number, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rem] + digits
+        if number == 0:
+            break
+    return f"{vmss.computer_name_prefix}{digits.rjust(6, '0')}"
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    instance_id: str
+    computer_name: str | None
+    running: bool | None  # None when the power state was not returned
+    power_state: str
+
+
+def instance_state(vm: JSON) -> InstanceState:
+    p = props(vm)
+    instance_id = str(vm.get("instanceId") or last_name(vm.get("id", "")))
+    computer = (p.get("osProfile") or {}).get("computerName")
+    statuses = _list((p.get("instanceView") or {}).get("statuses"))
+    power = next((s.get("code", "") for s in statuses if str(s.get("code", "")).startswith("PowerState/")), "")
+    running = None if not power else power.lower() == "powerstate/running"
+    return InstanceState(instance_id, computer, running, power.split("/", 1)[-1] if power else "unknown")
+
+
+@dataclass(frozen=True)
+class NicFacts:
+    instance_id: str
+    private_ip: str | None
+    subnet_id: str
+    nsg_id: str | None
+    asg_ids: tuple[str, ...]
+    backend_pool_ids: tuple[str, ...]
+
+
+def nic_facts(nic: JSON) -> NicFacts:
+    p = props(nic)
+    vm_id = (p.get("virtualMachine") or {}).get("id", "")
+    configs = _list(p.get("ipConfigurations"))
+    primary = next((c for c in configs if props(c).get("primary")), configs[0] if configs else {})
+    cp = props(primary)
+    return NicFacts(
+        instance_id=last_name(vm_id) if vm_id else (segment(nic.get("id", ""), "virtualMachines") or ""),
+        private_ip=cp.get("privateIPAddress"),
+        subnet_id=(cp.get("subnet") or {}).get("id", ""),
+        nsg_id=(p.get("networkSecurityGroup") or {}).get("id"),
+        asg_ids=_ids(cp.get("applicationSecurityGroups")),
+        backend_pool_ids=_ids(cp.get("loadBalancerBackendAddressPools")),
+    )
+
+
+# ---------------------------------------------------------------- network
+
+
+@dataclass(frozen=True)
+class VnetFacts:
+    id: str
+    address_space: tuple[str, ...]
+    peered_prefixes: tuple[str, ...]
+    subnets: tuple[Subnet, ...]
+    nat_gateways: Mapping[str, str]  # subnet id (lower) -> NAT gateway id
+    firewall_ip_configs: tuple[str, ...]  # AzureFirewallSubnet ipConfiguration ids (-> firewall ids)
+
+
+def vnet_facts(vnet: JSON) -> VnetFacts:
+    p = props(vnet)
+    subnets: list[Subnet] = []
+    nat: dict[str, str] = {}
+    firewall_configs: list[str] = []
+    for s in _list(p.get("subnets")):
+        sp = props(s)
+        sid = s.get("id", "")
+        subnets.append(Subnet(
+            id=sid,
+            prefixes=_prefixes(sp, "addressPrefix", "addressPrefixes"),
+            nsg_id=(sp.get("networkSecurityGroup") or {}).get("id"),
+            route_table_id=(sp.get("routeTable") or {}).get("id"),
+        ))
+        if (sp.get("natGateway") or {}).get("id"):
+            nat[norm(sid)] = sp["natGateway"]["id"]
+        if (s.get("name") or last_name(sid)).lower() == "azurefirewallsubnet":
+            firewall_configs.extend(_ids(sp.get("ipConfigurations")))
+    peered: list[str] = []
+    for peering in _list(p.get("virtualNetworkPeerings")):
+        pp = props(peering)
+        if str(pp.get("peeringState", "Connected")).lower() != "connected":
+            continue
+        peered.extend(_list((pp.get("remoteAddressSpace") or {}).get("addressPrefixes")))
+        peered.extend(_list((pp.get("remoteVirtualNetworkAddressSpace") or {}).get("addressPrefixes")))
+    return VnetFacts(
+        id=vnet.get("id", ""),
+        address_space=tuple(_list((p.get("addressSpace") or {}).get("addressPrefixes"))),
+        peered_prefixes=tuple(dict.fromkeys(peered)),
+        subnets=tuple(subnets),
+        nat_gateways=nat,
+        firewall_ip_configs=tuple(firewall_configs),
+    )
+
+
+def security_rule(rule: JSON, *, default: bool = False) -> SecurityRule:
+    p = props(rule)
+    return SecurityRule(
+        name=rule.get("name", ""),
+        priority=int(p.get("priority") or 0),
+        direction=p.get("direction", "Inbound"),
+        access=p.get("access", "Deny"),
+        protocol=p.get("protocol", "*"),
+        source_prefixes=_prefixes(p, "sourceAddressPrefix", "sourceAddressPrefixes"),
+        source_ports=_prefixes(p, "sourcePortRange", "sourcePortRanges") or ("*",),
+        destination_prefixes=_prefixes(p, "destinationAddressPrefix", "destinationAddressPrefixes"),
+        destination_ports=_prefixes(p, "destinationPortRange", "destinationPortRanges") or ("*",),
+        source_asgs=_ids(p.get("sourceApplicationSecurityGroups")),
+        destination_asgs=_ids(p.get("destinationApplicationSecurityGroups")),
+        id=rule.get("id", ""),
+        default=default,
+    )
+
+
+def network_security_group(nsg: JSON) -> NetworkSecurityGroup:
+    p = props(nsg)
+    return NetworkSecurityGroup(
+        id=nsg.get("id", ""),
+        name=nsg.get("name") or last_name(nsg.get("id", "")),
+        rules=tuple(security_rule(r) for r in _list(p.get("securityRules"))),
+    )
+
+
+def route_table(table: JSON) -> RouteTable:
+    return RouteTable(
+        id=table.get("id", ""),
+        routes=tuple(
+            Route(
+                name=r.get("name", ""),
+                address_prefix=props(r).get("addressPrefix", ""),
+                next_hop_type=props(r).get("nextHopType", ""),
+                next_hop_ip=props(r).get("nextHopIpAddress"),
+            )
+            for r in _list(props(table).get("routes"))
+        ),
+    )
+
+
+def firewall(fw: JSON) -> Firewall | Unavailable:
+    p = props(fw)
+    if (p.get("firewallPolicy") or {}).get("id") and not (
+        p.get("networkRuleCollections") or p.get("applicationRuleCollections")
+    ):
+        return Unavailable(
+            f"Azure Firewall {fw.get('name', '')} uses Firewall Policy {last_name(p['firewallPolicy']['id'])}; "
+            "its rules are not read by this monitor"
+        )
+    ip = next((props(c).get("privateIPAddress") for c in _list(p.get("ipConfigurations"))), "") or ""
+    rules: list[FirewallRule] = []
+    for coll in _list(p.get("networkRuleCollections")):
+        cp = props(coll)
+        for r in _list(cp.get("rules")):
+            rules.append(FirewallRule(
+                collection=coll.get("name", ""), collection_priority=int(cp.get("priority") or 0),
+                action=(cp.get("action") or {}).get("type", "Deny"), name=r.get("name", ""), kind="network",
+                protocols=tuple(_list(r.get("protocols"))),
+                source_addresses=tuple(_list(r.get("sourceAddresses"))) or ("*",),
+                destination_addresses=tuple(_list(r.get("destinationAddresses"))),
+                destination_fqdns=tuple(_list(r.get("destinationFqdns"))),
+                destination_ports=tuple(_list(r.get("destinationPorts"))),
+            ))
+    for coll in _list(p.get("applicationRuleCollections")):
+        cp = props(coll)
+        for r in _list(cp.get("rules")):
+            rules.append(FirewallRule(
+                collection=coll.get("name", ""), collection_priority=int(cp.get("priority") or 0),
+                action=(cp.get("action") or {}).get("type", "Deny"), name=r.get("name", ""), kind="application",
+                protocols=tuple(f"{x.get('protocolType', '')}:{x.get('port', '')}" for x in _list(r.get("protocols"))),
+                source_addresses=tuple(_list(r.get("sourceAddresses"))) or ("*",),
+                destination_fqdns=tuple(_list(r.get("targetFqdns"))),
+                fqdn_tags=tuple(_list(r.get("fqdnTags"))),
+            ))
+    return Firewall(id=fw.get("id", ""), private_ip=ip, rules=tuple(rules))
+
+
+def admin_rules(items: Iterable[JSON]) -> tuple[AdminRule, ...]:
+    """AVNM effective security admin rules (listNetworkManagerEffectiveSecurityAdminRules `value`)."""
+    out: list[AdminRule] = []
+    for item in items:
+        p = props(item)
+        if "priority" not in p:
+            continue
+        out.append(AdminRule(
+            name=last_name(item.get("id", "")) or item.get("name", ""),
+            priority=int(p["priority"]),
+            direction=p.get("direction", "Inbound"),
+            access=p.get("access", "Allow"),
+            protocol=p.get("protocol", "Any") if p.get("protocol") != "Any" else "*",
+            sources=tuple(a.get("addressPrefix", "*") for a in _list(p.get("sources"))) or ("*",),
+            destinations=tuple(a.get("addressPrefix", "*") for a in _list(p.get("destinations"))) or ("*",),
+            source_ports=tuple(_list(p.get("sourcePortRanges"))) or ("*",),
+            destination_ports=tuple(_list(p.get("destinationPortRanges"))) or ("*",),
+            id=item.get("id", ""),
+        ))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- monitor
+
+
+NSG_OPERATIONS = (
+    "microsoft.network/networksecuritygroups/write",
+    "microsoft.network/networksecuritygroups/delete",
+    "microsoft.network/networksecuritygroups/securityrules/write",
+    "microsoft.network/networksecuritygroups/securityrules/delete",
+)
+
+
+def activity_event(event: JSON) -> ActivityEvent | None:
+    """An NSG / security rule write or delete, or None for any other Microsoft.Network event."""
+    operation = event.get("operationName") or {}
+    op = operation.get("value", "") if isinstance(operation, Mapping) else str(operation)
+    if op.lower() not in NSG_OPERATIONS:
+        return None
+    status = event.get("status") or {}
+    return ActivityEvent(
+        operation=op,
+        resource_id=event.get("resourceId", ""),
+        caller=event.get("caller", "") or "unknown caller",
+        timestamp=event.get("eventTimestamp", ""),
+        status=status.get("value", "") if isinstance(status, Mapping) else str(status),
+    )
+
+
+def metric_series(response: JSON, metric: str, dimension: str | None) -> dict[str, list[float]]:
+    """{dimension value (lower case) or '' : [values]} for one metric; names matched case-insensitively."""
+    out: dict[str, list[float]] = {}
+    for m in _list(response.get("value")):
+        name = (m.get("name") or {}).get("value", "")
+        if name.lower() != metric.lower():
+            continue
+        for series in _list(m.get("timeseries")):
+            key = ""
+            if dimension:
+                for meta in _list(series.get("metadatavalues")):
+                    if str((meta.get("name") or {}).get("value", "")).lower() == dimension.lower():
+                        key = str(meta.get("value", "")).lower()
+            values = out.setdefault(key, [])
+            for point in _list(series.get("data")):
+                for field in ("total", "maximum", "average", "count"):
+                    if point.get(field) is not None:
+                        values.append(float(point[field]))
+                        break
+    return out

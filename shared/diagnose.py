@@ -1,0 +1,109 @@
+"""On-demand diagnosis of one cluster: collect, probe, evaluate, report."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from shared.azure.clients import ArmClients
+from shared.azure.collect import Collector
+from shared.azure.ids import parse_cluster_id
+from shared.azure.probes import Prober, Progress
+from shared.causes import evaluate_all
+from shared.model import CauseResult, Status
+from shared.report import build_report
+from shared.settings import Settings
+from shared.snapshot import ClusterSnapshot
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    report: dict[str, Any]
+    snapshot: ClusterSnapshot
+    results: list[CauseResult]
+
+
+def diagnose_snapshot(snapshot: ClusterSnapshot, checked_at: datetime) -> Diagnosis:
+    results = evaluate_all(snapshot)
+    return Diagnosis(build_report(snapshot, results, checked_at), snapshot, results)
+
+
+def diagnose(
+    cluster_id: str,
+    *,
+    settings: Settings,
+    clients: ArmClients | None = None,
+    probes: bool = True,
+    progress: Progress | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> Diagnosis:
+    """Raises InvalidResourceId, ClusterNotFound, AccessDenied or CollectionError for the cluster itself."""
+    ref = parse_cluster_id(cluster_id)
+    clock = now or (lambda: datetime.now(UTC))
+    own_clients = clients is None
+    arm = clients or ArmClients(settings)
+    try:
+        collector = Collector(arm, now=clock)
+        mode = settings.node_probes if probes else "off"
+        snapshot = collector.snapshot(collector.managed_cluster(ref), with_instances=mode != "off")
+        if mode != "off":
+            snapshot = Prober(arm).probe(snapshot, mode, per_pool=settings.probe_sample_per_pool, progress=progress)
+        return diagnose_snapshot(snapshot, clock())
+    finally:
+        if own_clients:
+            arm.close()
+
+
+def stderr_progress(stream: TextIO = sys.stderr) -> Progress:
+    """A one-line progress indicator for probes; silent when stderr is not a terminal except at the end."""
+    interactive = stream.isatty()
+
+    def report(done: int, total: int, node: str) -> None:
+        if interactive:
+            stream.write(f"\rprobing nodes: {done}/{total} ({node})".ljust(70))
+            if done == total:
+                stream.write("\n")
+        elif done == total or done % 10 == 0:
+            stream.write(f"probing nodes: {done}/{total}\n")
+        stream.flush()
+
+    return report
+
+
+STATUS_MARK = {
+    Status.DETECTED: "DETECTED",
+    Status.CLEAR: "clear",
+    Status.NOT_APPLICABLE: "n/a",
+    Status.UNKNOWN: "UNKNOWN",
+}
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """Readable form for a terminal: verdict, then one block per cause with its fix."""
+    cluster = report["cluster"]
+    lines = [
+        f"{cluster['name']} ({cluster['resourceGroup']}, {cluster['location']}): {report['verdict'].upper()}",
+        f"  private={cluster['private']} outboundType={cluster['outboundType']} tunnel={cluster['tunnel']}"
+        f"  checked {report['checkedAt']}",
+        "",
+        f"  {'cause':<28} {'status':<9} summary",
+    ]
+    for cause in report["causes"]:
+        lines.append(f"  {cause['id']:<28} {STATUS_MARK[Status(cause['status'])]:<9} {cause['summary']}")
+        if cause["status"] == "unknown" and cause["reason"] and cause["reason"] not in cause["summary"]:
+            lines.append(f"  {'':<38} reason: {cause['reason']}")
+        if cause["status"] == "detected":
+            for item in cause["evidence"][:5]:
+                lines.append(f"  {'':<38} evidence: {item['detail']}")
+            for step in cause["remediation"]:
+                lines.append(f"  {'':<38} fix: {step}")
+    symptom = report["symptom"]
+    lines.append("")
+    lines.append(
+        f"  symptom: {symptom['status']}; tunnel nodes: {', '.join(symptom['tunnelNodes']) or '-'}; "
+        f"unreachable on 10250: {', '.join(symptom['unreachableNodes']) or '-'}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""The per-process Monitor the functions share: built on first use, so indexing the app stays cheap."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+_lock = threading.Lock()
+_monitor: Any = None
+
+
+def get_monitor() -> Any:
+    """Settings, storage and SDK clients, created once per worker process and reused across invocations."""
+    global _monitor
+    with _lock:
+        if _monitor is None:
+            from shared.monitor.cycle import Monitor
+            from shared.notify.channels import channels_from_settings
+            from shared.settings import Settings
+            from shared.store.connection import open_store
+
+            channels = tuple(c.name for c in channels_from_settings(os.environ))
+            _monitor = Monitor(Settings.from_env(), open_store(channels=channels))
+        return _monitor
+
+
+def reset() -> None:
+    """Forget the cached Monitor (tests change settings between cases)."""
+    global _monitor
+    with _lock:
+        _monitor = None

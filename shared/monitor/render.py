@@ -1,0 +1,44 @@
+"""Terminal output for `scan`: a progress bar on stderr and a summary table on stdout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TextIO
+
+from shared.model import CAUSE_ORDER
+from shared.monitor.cycle import CycleSummary
+
+SHORT = {"detected": "DETECTED", "clear": "ok", "not_applicable": "n/a", "unknown": "?"}
+
+
+def progress_bar(stream: TextIO, width: int = 30) -> Callable[[int, int, str], None]:
+    interactive = stream.isatty()
+
+    def show(done: int, total: int, name: str) -> None:
+        if interactive:
+            filled = int(width * done / max(total, 1))
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[:30]:<30}")
+            if done == total:
+                stream.write("\n")
+        elif done == total or done % 25 == 0:
+            stream.write(f"checked {done}/{total} clusters\n")
+        stream.flush()
+
+    return show
+
+
+def cycle_table(summary: CycleSummary) -> str:
+    header = f"{'cluster':<28} {'verdict':<13}" + "".join(f" {c.split('-')[0]:<9}" for c in CAUSE_ORDER)
+    lines = [header, "-" * len(header)]
+    for report in sorted(summary.reports, key=lambda r: r["cluster"]["name"]):
+        statuses = {c["id"]: c["status"] for c in report["causes"]}
+        lines.append(f"{report['cluster']['name'][:28]:<28} {report['verdict']:<13}"
+                     + "".join(f" {SHORT[statuses[str(c)]]:<9}" for c in CAUSE_ORDER))
+    lines.append("")
+    lines.append(f"{summary.clusters} clusters, {summary.opened} opened, {summary.resolved} resolved, "
+                 f"{summary.still_open} still open, {summary.notifications_sent} notifications sent, "
+                 f"{summary.arm.get('reads', 0)} ARM reads ({summary.arm.get('throttled', 0)} throttled), "
+                 f"{summary.duration_s:.1f} s")
+    for problem in summary.errors:
+        lines.append(f"error: {problem}")
+    return "\n".join(lines)

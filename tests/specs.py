@@ -1,0 +1,18 @@
+"""Azure's official REST examples (../shared/fixtures/azure-rest-api-specs), the ground truth for shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SPECS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "azure-rest-api-specs"
+
+
+def example(relative: str, status: str = "200") -> Any:
+    path = SPECS / relative
+    if not path.exists():
+        pytest.skip(f"official REST examples not found at {SPECS} (clone the repo beside ../shared)")
+    return json.loads(path.read_text(encoding="utf-8"))["responses"][status]["body"]
