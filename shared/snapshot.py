@@ -143,6 +143,9 @@ class NodeProbe:
     reachability: Mapping[str, str] = field(default_factory=dict)
     egress: Mapping[str, str] = field(default_factory=dict)
     api_server_ip: str | None = None
+    # Why a section could not be read (too large, the tool failed): only that cause turns unknown.
+    ufw_error: str | None = None
+    iptables_error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -127,3 +127,9 @@ def test_missing_nsg_in_snapshot_makes_the_check_unknown_not_clear() -> None:
     result = run_cause(CAUSE, broken)
     assert result.status is Status.UNKNOWN
     assert NSG_ID in (result.reason or "")
+
+
+def test_deny_from_the_virtualnetwork_tag_is_detected() -> None:
+    deny = rule("DenyVnetKubelet", 200, "Deny", source="VirtualNetwork")
+    result = run_cause(CAUSE, snapshot(subnet_rules=(deny,)))
+    assert result.status is Status.DETECTED

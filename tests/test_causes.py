@@ -190,3 +190,10 @@ def test_report_shape_follows_the_contract() -> None:
     assert report["symptom"]["status"] == "degraded"
     assert report["symptom"]["unreachableNodes"] == ["aks-nodepool1-1-vmss000001"]
     assert len(report["symptom"]["tunnelNodes"]) == 3
+
+
+def test_a_ufw_section_error_makes_only_ufw_unknown() -> None:
+    snap = snapshot(probes_mode="all")
+    snap = replace(snap, probes=probes_for(snap, ufw_error="`ufw status verbose` output (5000 bytes) is too large"))
+    assert run_cause(ufw_cause.CAUSE, snap).status is Status.UNKNOWN
+    assert run_cause(iptables_cause.CAUSE, snap).status is Status.CLEAR

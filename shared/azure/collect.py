@@ -329,11 +329,21 @@ class Collector:
         return tables, firewall
 
     def _firewall_at(self, subscription: str, ip: str, vnets: list[rest.VnetFacts]) -> Firewall | Unavailable:
+        """The Azure Firewall owning next-hop `ip`: in the cluster VNet, else in a peered (hub) VNet."""
+        candidates = list(vnets)
         for vnet in vnets:
+            for hub_id in vnet.peered_vnet_ids:
+                hub_sub = (segment(hub_id, "subscriptions") or subscription).lower()
+                hub = self._safe(f"peered virtual network {last_name(hub_id)}",
+                                 partial(self._get, hub_sub, hub_id, "virtual_networks", rest.vnet_facts))
+                if not isinstance(hub, Unavailable):
+                    candidates.append(hub)
+        for vnet in candidates:
             for config_id in vnet.firewall_ip_configs:
                 fw_id = config_id.split("/azureFirewallIpConfigurations/")[0]
+                fw_sub = (segment(fw_id, "subscriptions") or subscription).lower()
                 got = self._safe(f"Azure Firewall {last_name(fw_id)}",
-                                 partial(self._get, subscription, fw_id, "azure_firewalls", rest.firewall))
+                                 partial(self._get, fw_sub, fw_id, "azure_firewalls", rest.firewall))
                 if isinstance(got, Unavailable) or got.private_ip == ip:
                     return got
         return Unavailable(
@@ -380,9 +390,12 @@ class Collector:
             conns = to_rest(monitor.metrics.list(lb_id, timespan=timespan, interval="PT1M",
                                                  metricnames="SnatConnectionCount", aggregation="Total",
                                                  filter="ConnectionState eq '*'"))
+            # Azure returns only `top` (default 10) series per metric once a $filter splits them: ask for
+            # one per node, or clusters above 10 nodes would hide their busiest backends.
             ports = to_rest(monitor.metrics.list(lb_id, timespan=timespan, interval="PT1M",
                                                  metricnames="AllocatedSnatPorts,UsedSnatPorts",
-                                                 aggregation="Maximum", filter="BackendIPAddress eq '*'"))
+                                                 aggregation="Maximum", filter="BackendIPAddress eq '*'",
+                                                 top=max(10, len(nodes))))
             by_state = rest.metric_series(conns, "SnatConnectionCount", "ConnectionState")
             return SnatMetrics(
                 source_id=lb_id, source_kind="loadBalancer", window_minutes=window,

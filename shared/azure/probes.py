@@ -21,7 +21,7 @@ from shared.azure.ids import last_name
 from shared.causes.common import TUNNEL_CONTAINERS
 from shared.causes.egress_tunnel_port_blocked import api_host, tunnel_ports
 from shared.probe.frame import parse_run_command_output
-from shared.probe.params import build_parameters, load_script
+from shared.probe.params import MAX_TARGETS, build_parameters, load_script
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,22 @@ def choose_nodes(snapshot: ClusterSnapshot, mode: str, per_pool: int, rotation: 
     return chosen
 
 
+def plan_targets(probers: list[Node], targets: list[str], spare: list[Node]) -> list[ProbePlan]:
+    """Give each prober at most MAX_TARGETS addresses while still covering every node.
+
+    A large cluster needs more probers than the sample: spare nodes are added until the target list,
+    cut into MAX_TARGETS slices, has one prober per slice. Extra probers repeat slices round-robin.
+    """
+    chunks = [tuple(targets[i : i + MAX_TARGETS]) for i in range(0, len(targets), MAX_TARGETS)] or [()]
+    chosen = list(probers)
+    for node in spare:
+        if len(chosen) >= len(chunks):
+            break
+        if node not in chosen:
+            chosen.append(node)
+    return [ProbePlan(node, chunks[i % len(chunks)]) for i, node in enumerate(chosen)]
+
+
 class Prober:
     def __init__(self, clients: ArmClients, *, timeout_s: float = RUN_COMMAND_TIMEOUT_S,
                  connect_timeout_s: int = 3, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -84,8 +100,8 @@ class Prober:
         turn = int(time.time() // 1800) if rotation is None else rotation
         first = choose_nodes(snapshot, mode, per_pool, turn)
         first += [n for n in snapshot.nodes if n.name in must_probe and n not in first and n.running]
-        all_ips = tuple(n.private_ip for n in snapshot.nodes if n.running and n.private_ip)
-        plans = [ProbePlan(n, all_ips) for n in first]
+        all_ips = [n.private_ip for n in snapshot.nodes if n.running and n.private_ip]
+        plans = plan_targets(first, all_ips, [n for n in snapshot.nodes if n.running and n.private_ip])
         results = self._run_all(snapshot, plans, progress)
         probed = {n.name for n in first}
         unreachable = {ip for r in results.values() if isinstance(r, NodeProbe)

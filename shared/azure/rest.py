@@ -224,6 +224,7 @@ class VnetFacts:
     subnets: tuple[Subnet, ...]
     nat_gateways: Mapping[str, str]  # subnet id (lower) -> NAT gateway id
     firewall_ip_configs: tuple[str, ...]  # AzureFirewallSubnet ipConfiguration ids (-> firewall ids)
+    peered_vnet_ids: tuple[str, ...] = ()  # hub VNets: where a shared Azure Firewall usually lives
 
 
 def vnet_facts(vnet: JSON) -> VnetFacts:
@@ -245,10 +246,13 @@ def vnet_facts(vnet: JSON) -> VnetFacts:
         if (s.get("name") or last_name(sid)).lower() == "azurefirewallsubnet":
             firewall_configs.extend(_ids(sp.get("ipConfigurations")))
     peered: list[str] = []
+    peered_ids: list[str] = []
     for peering in _list(p.get("virtualNetworkPeerings")):
         pp = props(peering)
         if str(pp.get("peeringState", "Connected")).lower() != "connected":
             continue
+        if (pp.get("remoteVirtualNetwork") or {}).get("id"):
+            peered_ids.append(pp["remoteVirtualNetwork"]["id"])
         peered.extend(_list((pp.get("remoteAddressSpace") or {}).get("addressPrefixes")))
         peered.extend(_list((pp.get("remoteVirtualNetworkAddressSpace") or {}).get("addressPrefixes")))
     return VnetFacts(
@@ -258,6 +262,7 @@ def vnet_facts(vnet: JSON) -> VnetFacts:
         subnets=tuple(subnets),
         nat_gateways=nat,
         firewall_ip_configs=tuple(firewall_configs),
+        peered_vnet_ids=tuple(peered_ids),
     )
 
 

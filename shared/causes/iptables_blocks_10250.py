@@ -36,7 +36,8 @@ def _node_outcome(snapshot: ClusterSnapshot, node: Node, probe: NodeProbe | Unav
     if isinstance(probe, Unavailable):
         return NodeOutcome(node.name, Status.UNKNOWN, probe.reason)
     if probe.iptables_save is None:
-        return NodeOutcome(node.name, Status.UNKNOWN, "the probe could not read the iptables filter table")
+        return NodeOutcome(node.name, Status.UNKNOWN,
+                           probe.iptables_error or "the probe found no iptables on the node")
     source = vnet_source_ip(snapshot, node)
     if source is None or node.private_ip is None:
         return NodeOutcome(node.name, Status.UNKNOWN, "no VNet source address to test from")

@@ -37,6 +37,8 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
 def _node_outcome(snapshot: ClusterSnapshot, node: Node, probe: NodeProbe | Unavailable) -> NodeOutcome:
     if isinstance(probe, Unavailable):
         return NodeOutcome(node.name, Status.UNKNOWN, probe.reason)
+    if probe.ufw_error is not None:
+        return NodeOutcome(node.name, Status.UNKNOWN, probe.ufw_error)
     if probe.ufw_status is None:
         return NodeOutcome(node.name, Status.NOT_APPLICABLE, "ufw is not installed")
     source = vnet_source_ip(snapshot, node)
