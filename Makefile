@@ -9,7 +9,7 @@ NODE_STAMP := node_modules/.deps-installed
 SYSTEM_TOOLS := iptables ufw nc ip
 PYTEST_ARGS ?=
 
-.PHONY: deps system-deps lint typecheck test demo bench serve clean
+.PHONY: deps system-deps checkov lint typecheck test demo bench serve clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -22,6 +22,14 @@ $(DEPS_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# checkov pins packages that clash with ours (pycep-parser, packaging), so it lives in its own venv.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==3.3.30
+
+checkov: $(CHECKOV_VENV)/bin/checkov
 
 deps: $(DEPS_STAMP) $(NODE_STAMP)
 
@@ -41,8 +49,8 @@ lint: deps
 typecheck: deps
 	$(BIN)/mypy
 
-test: deps system-deps lint typecheck
-	PATH="$$PATH:/usr/sbin:/sbin" scripts/with-azurite.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: deps system-deps checkov lint typecheck
+	PATH="$$PATH:/usr/sbin:/sbin" REQUIRE_CHECKOV=1 scripts/with-azurite.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: deps
 	$(BIN)/python -m shared demo
@@ -54,4 +62,4 @@ bench: deps system-deps
 	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

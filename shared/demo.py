@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 AZURITE_TABLE_PORT = 10002
-DEMO_SECRET = "demo-secret-not-for-production"  # the sink verifies signatures with it; nothing else uses it
+DEMO_SECRET = "demo-secret-not-for-production"  # noqa: S105 (public demo value) the sink verifies signatures with it; nothing else uses it
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -21,6 +21,12 @@ def configure_telemetry() -> bool:
     except ImportError:
         logging.getLogger(__name__).warning("azure-monitor-opentelemetry is not installed; telemetry stays local")
         return False
-    configure_azure_monitor(logger_name="shared")
+    # Application Insights with local auth off only takes Entra ID tokens: use the app's identity.
+    credential = None
+    if os.environ.get("AZURE_CLIENT_ID"):
+        from azure.identity import ManagedIdentityCredential
+
+        credential = ManagedIdentityCredential(client_id=os.environ["AZURE_CLIENT_ID"])
+    configure_azure_monitor(logger_name="shared", credential=credential)
     _configured = True
     return True

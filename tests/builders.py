@@ -12,12 +12,12 @@ SUB = "00000000-0000-0000-0000-000000000001"
 NRG = "MC_rg_aks1_westeurope"
 VNET = f"/subscriptions/{SUB}/resourceGroups/{NRG}/providers/Microsoft.Network/virtualNetworks/aks-vnet-1"
 SUBNET = f"{VNET}/subnets/aks-subnet"
-NSG_ID = f"/subscriptions/{SUB}/resourceGroups/{NRG}/providers/Microsoft.Network/networkSecurityGroups/aks-agentpool-nsg"
+NSG_ID = f"/subscriptions/{SUB}/resourceGroups/{NRG}/providers/Microsoft.Network/networkSecurityGroups/agentpool-nsg"
 NIC_NSG_ID = f"/subscriptions/{SUB}/resourceGroups/{NRG}/providers/Microsoft.Network/networkSecurityGroups/nic-nsg"
 CLUSTER_ID = f"/subscriptions/{SUB}/resourcegroups/rg/providers/Microsoft.ContainerService/managedClusters/aks1"
 
 
-def rule(name: str, priority: int, access: str, port: str = "10250", direction: str = "Inbound",
+def rule(name: str, priority: int, access: str, port: str = "10250", *, direction: str = "Inbound",
          source: str = "*", protocol: str = "Tcp", nsg_id: str = NSG_ID) -> SecurityRule:
     return SecurityRule(name=name, priority=priority, direction=direction, access=access,  # type: ignore[arg-type]
                         protocol=protocol, source_prefixes=(source,), destination_ports=(port,),
@@ -35,7 +35,7 @@ def nodes(count: int = 3, nic_nsg: str | None = None) -> tuple[Node, ...]:
 
 def snapshot(*, subnet_rules: tuple[SecurityRule, ...] = (), nic_rules: tuple[SecurityRule, ...] | None = None,
              **overrides: Any) -> ClusterSnapshot:
-    nsgs = {NSG_ID: NetworkSecurityGroup(NSG_ID, "aks-agentpool-nsg", subnet_rules)}
+    nsgs = {NSG_ID: NetworkSecurityGroup(NSG_ID, "agentpool-nsg", subnet_rules)}
     if nic_rules is not None:
         nsgs[NIC_NSG_ID] = NetworkSecurityGroup(NIC_NSG_ID, "nic-nsg", nic_rules)
     base = ClusterSnapshot(
@@ -53,8 +53,9 @@ def snapshot(*, subnet_rules: tuple[SecurityRule, ...] = (), nic_rules: tuple[Se
 
 
 def probe(node: str, **fields: Any) -> NodeProbe:
-    defaults: dict[str, Any] = {"containers": ("konnectivity-agent",), "egress": {"tcp/443": "ok"},
-                                "api_server_ip": "20.50.2.10", "iptables_save": "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n",
-                                "ufw_status": None}
+    defaults: dict[str, Any] = {
+        "containers": ("konnectivity-agent",), "egress": {"tcp/443": "ok"}, "api_server_ip": "20.50.2.10",
+        "iptables_save": "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", "ufw_status": None,
+    }
     defaults.update(fields)
     return NodeProbe(node=node, **defaults)

@@ -60,7 +60,8 @@ def test_garbage_exits_2_naming_the_line() -> None:
         (("analyze", "bogus", "-"), "invalid choice"),
         (("diagnose", "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.ContainerService/"
                       "managedClusters/x"), "not a GUID"),
-        (("diagnose", "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"), "not a managed cluster"),
+        (("diagnose", "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"),
+         "not a managed cluster"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(args: tuple[str, ...], needle: str) -> None:

@@ -36,7 +36,7 @@ def test_functions_have_unique_names_and_expected_triggers() -> None:
         "outbox_timer": "timerTrigger", "cluster_check_worker": "queueTrigger",
         "cluster_check_poison": "queueTrigger", "diagnose_worker": "queueTrigger",
         "diagnose_http": "httpTrigger", "diagnosis_status_http": "httpTrigger", "findings_http": "httpTrigger",
-        "finding_history_http": "httpTrigger", "health_http": "httpTrigger",
+        "finding_history_http": "httpTrigger", "health_http": "httpTrigger", "clusters_http": "httpTrigger",
     }
 
 

@@ -69,7 +69,8 @@ def test_node_name_uses_base36_instance_id() -> None:
 
 def test_route_table_and_firewall_examples() -> None:
     table = rest.route_table(example("Network/2024-07-01/RouteTableGet.json"))
-    assert table.routes and table.routes[0].next_hop_type
+    assert table.routes
+    assert table.routes[0].next_hop_type
     fw = rest.firewall(example("Network/2024-07-01/AzureFirewallGet.json"))
     assert not isinstance(fw, rest.Unavailable)
     assert fw.private_ip
@@ -80,10 +81,12 @@ def test_activity_log_example_keeps_only_nsg_operations() -> None:
     body = example("Insights/2015-04-01/GetActivityLogsFiltered.json")
     events = [rest.activity_event(e) for e in body["value"]]
     # The official example is a compute event; none of it is an NSG change.
-    assert events and all(e is None for e in events)
+    assert events
+    assert all(e is None for e in events)
     nsg_event = dict(body["value"][0])
     nsg_event["operationName"] = {"value": "Microsoft.Network/networkSecurityGroups/securityRules/write"}
-    nsg_event["resourceId"] = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n/securityRules/r"
+    nsg_event["resourceId"] = ("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/"
+                               "networkSecurityGroups/n/securityRules/r")
     event = rest.activity_event(nsg_event)
     assert event is not None
     assert event.caller == nsg_event["caller"]

@@ -18,7 +18,7 @@ from typing import Any
 from shared.azure.clients import ArmClients, to_rest
 from shared.azure.collect import describe_http_error
 from shared.azure.ids import last_name
-from shared.causes.common import TUNNEL_CONTAINERS
+from shared.causes.common import TUNNEL_COMPONENT, TUNNEL_CONTAINERS
 from shared.causes.egress_tunnel_port_blocked import api_host, tunnel_ports
 from shared.probe.frame import parse_run_command_output
 from shared.probe.params import MAX_TARGETS, build_parameters, load_script
@@ -161,11 +161,6 @@ class Prober:
                 self.run_commands += 1
                 poller = compute.virtual_machine_scale_set_vms.begin_run_command(
                     snapshot.node_resource_group, last_name(node.vmss_id), node.instance_id, body)
-                poller.wait(self.timeout_s)
-                if not poller.done():
-                    late = f"run-command did not finish within {self.timeout_s:g} s"
-                    return Unavailable(_no_output_reason(node, late))
-                result = to_rest(poller.result())
             except HttpResponseError as exc:
                 if exc.status_code == 409 and attempt < MAX_CONFLICT_RETRIES and _in_progress(exc):
                     log.info("run-command busy on %s; retrying in %.0f s", node.name, delay)
@@ -176,6 +171,14 @@ class Prober:
                     return Unavailable(f"run-command refused on {node.name}: {_message(exc)}")
                 return Unavailable(describe_http_error(exc, f"run-command on {node.name}"))
             except AzureError as exc:
+                return Unavailable(f"run-command on {node.name} could not be started: {_message(exc)}")
+            try:
+                poller.wait(self.timeout_s)
+                if not poller.done():
+                    late = f"run-command did not finish within {self.timeout_s:g} s"
+                    return Unavailable(_no_output_reason(node, late))
+                result = to_rest(poller.result())
+            except AzureError as exc:  # accepted, then failed or timed out on the node side
                 return Unavailable(_no_output_reason(node, f"run-command failed: {_message(exc)}"))
             return _parse_result(node, result)
         return Unavailable(f"run-command stayed busy on {node.name} after {MAX_CONFLICT_RETRIES} retries")
@@ -212,8 +215,9 @@ def _parse_result(node: Node, result: dict[str, Any]) -> NodeProbe | Unavailable
 
 
 def _tunnel_of(results: dict[str, NodeProbe | Unavailable]) -> str:
+    """The report's tunnel component, from the agent containers crictl saw running."""
     seen = {c for r in results.values() if isinstance(r, NodeProbe) and r.containers for c in r.containers}
-    for component in TUNNEL_CONTAINERS:
-        if component in seen:
-            return component
+    for container in TUNNEL_CONTAINERS:
+        if container in seen:
+            return TUNNEL_COMPONENT[container]
     return "unknown"

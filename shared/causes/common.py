@@ -10,6 +10,7 @@ from shared.model import CauseResult, Evidence, Status
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 
 TUNNEL_CONTAINERS = ("konnectivity-agent", "tunnel-front", "aks-link")
+TUNNEL_COMPONENT = {"konnectivity-agent": "konnectivity", "tunnel-front": "tunnel-front", "aks-link": "aks-link"}
 
 
 def running_nodes(snapshot: ClusterSnapshot) -> tuple[Node, ...] | Unavailable:

@@ -3,6 +3,7 @@ faults, then the resource provider (handler). Every routed call is counted, what
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -53,7 +54,7 @@ class ArmDispatcher:
         if delay > 0:
             time.sleep(delay)
         kind = READS if req.method == "GET" else WRITES
-        subscription = req.groups.get("sub", "tenant")
+        subscription = req.groups.get("sub") or _subscription_in(req.path) or "tenant"
         decision = self.buckets.take(subscription, kind)
         limit_header = f"x-ms-ratelimit-remaining-subscription-{kind}"
         if not decision.allowed:
@@ -89,3 +90,13 @@ def _finish(response: Response, req: Request) -> Response:
     if "x-ms-client-request-id" in req.headers:
         response.headers.setdefault("x-ms-client-request-id", req.headers["x-ms-client-request-id"])
     return response
+
+
+_SUBSCRIPTION_IN_PATH = re.compile(r"/subscriptions/([0-9a-fA-F-]{36})", re.IGNORECASE)
+
+
+def _subscription_in(path: str) -> str | None:
+    """Routes like `{resourceUri}/providers/Microsoft.Insights/metrics` carry the subscription inside the
+    resource URI; ARM still charges the call to that subscription's bucket."""
+    found = _SUBSCRIPTION_IN_PATH.search(path)
+    return found.group(1) if found else None

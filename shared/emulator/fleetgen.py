@@ -66,13 +66,14 @@ def _first_node(cluster: Json, **facts: Any) -> None:
 
 def _nsg(cluster: Json, rng: random.Random) -> None:
     octet = rng.randrange(1, 250)
+    nsg = f"nsg-{cluster['name']}"  # unique: scenario NSG references resolve by name fleet-wide
     cluster["vnet"] = {"name": f"vnet-{cluster['name']}", "addressSpace": [f"10.{octet}.0.0/16"],
-                       "subnets": [{"name": "snet-aks", "addressPrefix": f"10.{octet}.0.0/20", "nsg": "nsg-aks"}]}
-    cluster["nsgs"] = [{"name": "nsg-aks", "rules": [
+                       "subnets": [{"name": "snet-aks", "addressPrefix": f"10.{octet}.0.0/20", "nsg": nsg}]}
+    cluster["nsgs"] = [{"name": nsg, "rules": [
         {"name": "deny-kubelet", "priority": rng.randrange(100, 4000), "direction": "Inbound", "access": "Deny",
          "protocol": "Tcp", "sourceAddressPrefix": "VirtualNetwork", "destinationAddressPrefix": "*",
          "destinationPortRange": "10250"}]}]
-    cluster["activityLog"] = [{"nsg": "nsg-aks", "rule": "deny-kubelet", "caller": "ops@contoso.com",
+    cluster["activityLog"] = [{"nsg": nsg, "rule": "deny-kubelet", "caller": "ops@contoso.com",
                                "minutesAgo": rng.randrange(5, 600)}]
 
 

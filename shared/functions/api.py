@@ -146,7 +146,22 @@ class Api:
         finding = get_finding(store, finding_id)
         if finding is None:
             return error(404, f"no finding {finding_id}", field_name="findingId")
-        return ApiResponse(200, {"finding": finding.to_json(), "events": [e.to_json() for e in history(store, finding_id)]})
+        events = [e.to_json() for e in history(store, finding_id)]
+        return ApiResponse(200, {"finding": finding.to_json(), "events": events})
+
+    def clusters(self, query: Mapping[str, str]) -> ApiResponse:
+        """Latest report per cluster and check family: shows `unknown` (with reasons) that findings cannot."""
+        from shared.azure.ids import InvalidResourceId, parse_cluster_id
+        from shared.store.status import list_cluster_status
+
+        cluster = query.get("cluster")
+        if cluster:
+            try:
+                parse_cluster_id(cluster)
+            except InvalidResourceId as exc:
+                return error(400, str(exc), field_name="cluster")
+        items = list_cluster_status(self.monitor.store, cluster)
+        return ApiResponse(200, {"count": len(items), "clusters": items})
 
     # ------------------------------------------------------------ health
 
@@ -193,6 +208,8 @@ class Api:
             return self.findings(query)
         if len(parts) == 3 and parts[0] == "findings" and parts[2] == "history" and method == "GET":
             return self.history(parts[1])
+        if parts == ["clusters"] and method == "GET":
+            return self.clusters(query)
         if parts == ["health"] and method == "GET":
             return self.health()
         return error(404, f"no route {method} {path}")

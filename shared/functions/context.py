@@ -25,6 +25,13 @@ def get_monitor() -> Any:
         return _monitor
 
 
+def use_monitor(monitor: Any) -> None:
+    """Install a prepared Monitor (tests, the local dev host) instead of building one from settings."""
+    global _monitor
+    with _lock:
+        _monitor = monitor
+
+
 def reset() -> None:
     """Forget the cached Monitor (tests change settings between cases)."""
     global _monitor

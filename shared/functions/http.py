@@ -50,6 +50,11 @@ def finding_history_http(req: func.HttpRequest) -> func.HttpResponse:
     return _respond(api.history(req.route_params.get("findingId", "")))
 
 
+@bp.route(route="clusters", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def clusters_http(req: func.HttpRequest) -> func.HttpResponse:
+    return _respond(api.clusters(dict(req.params)))
+
+
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health_http(req: func.HttpRequest) -> func.HttpResponse:
     return _respond(api.health())

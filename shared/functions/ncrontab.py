@@ -62,10 +62,10 @@ def parse(expression: str) -> Schedule:
 def _field(text: str, name: str, low: int, high: int) -> frozenset[int]:
     names = _MONTHS if name == "month" else _DAYS if name == "day-of-week" else {}
     values: set[int] = set()
-    for item in text.split(","):
-        step = 1
-        if "/" in item:
-            item, step_text = item.split("/", 1)
+    for part in text.split(","):
+        item, step = part, 1
+        if "/" in part:
+            item, step_text = part.split("/", 1)
             if not step_text.isdigit() or int(step_text) == 0:
                 raise ScheduleError(f"bad step in {name} field: {text!r}")
             step = int(step_text)

@@ -68,7 +68,7 @@ _shared_session_lock = threading.Lock()
 
 def shared_session() -> requests.Session:
     """Process-wide session so repeated deliveries reuse TLS connections to the same webhook host."""
-    global _shared_session  # noqa: PLW0603 - one lazily created pool per process is the point
+    global _shared_session
     with _shared_session_lock:
         if _shared_session is None:
             _shared_session = new_session()

@@ -44,6 +44,16 @@ def load_cluster_status(store: Store, cluster_id: str) -> dict[str, dict[str, An
     return {row["RowKey"]: json.loads(join_property(row, "report")) for row in rows}
 
 
+def list_cluster_status(store: Store, cluster_id: str | None = None) -> list[dict[str, Any]]:
+    """Latest report per cluster and family, newest check first; what the API shows for `unknown` clusters."""
+    if cluster_id:
+        rows = store.cluster_status.query_entities("PartitionKey eq @pk", parameters={"pk": cluster_key(cluster_id)})
+    else:
+        rows = store.cluster_status.list_entities()
+    out = [{"family": row["RowKey"], **json.loads(join_property(row, "report"))} for row in rows]
+    return sorted(out, key=lambda r: (r["cluster"]["id"].lower(), r["family"]))
+
+
 def save_diagnosis(store: Store, request_id: str, cluster_id: str, status: str, report: dict[str, Any] | None) -> None:
     entity: dict[str, Any] = {"PartitionKey": request_id, "RowKey": "", "cluster_id": cluster_id, "status": status,
                               "updated_at": _now()}

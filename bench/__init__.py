@@ -1,0 +1,1 @@
+"""Benchmarks: timing targets live here as printed ratios, never as test asserts."""
