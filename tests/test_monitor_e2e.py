@@ -213,6 +213,7 @@ def test_throttled_arm_answers_503_with_retry_after(world: dict[str, Any]) -> No
     status, body, headers = _http("diagnose_http", {"clusterId": cluster_id(emu, "aks-healthy")})
     assert status == 503
     assert "Retry-After" in headers
+    assert "429" in body["error"]["message"] or "throttl" in body["error"]["message"]
 
 
 def test_diagnose_with_probes_answers_202_then_the_worker_finishes(world: dict[str, Any]) -> None:
