@@ -46,7 +46,9 @@ def control_plane_reads() -> None:
             emu.stats.reset()
             _diagnose(emu, cluster.id, "off")
             stats = emu.stats.snapshot().to_json()
-            repeated = [c for c in stats["callsByResource"] if c["count"] > 1]
+            # Metrics.List runs two different queries on the same load balancer / NAT gateway.
+            repeated = [c for c in stats["callsByResource"]
+                        if c["count"] > (2 if c["operation"] == "Metrics.List" else 1)]
             worst = max(worst, stats["total"])
             print(f"  {cluster.name:<16} {stats['total']:>3} ARM calls, {len(repeated)} resources read twice")
         print(f"  most calls for one control-plane diagnosis: {worst} (target <= {TARGET_READS}: "

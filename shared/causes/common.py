@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shared.causes.base import Cause
 from shared.model import CauseResult, Evidence, Status
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 
+KUBELET_PORT = 10250
 TUNNEL_CONTAINERS = ("konnectivity-agent", "tunnel-front", "aks-link")
 TUNNEL_COMPONENT = {"konnectivity-agent": "konnectivity", "tunnel-front": "tunnel-front", "aks-link": "aks-link"}
 
@@ -92,3 +93,23 @@ def fold_node_outcomes(cause: Cause, outcomes: Sequence[NodeOutcome], *, problem
         return cause.result(Status.NOT_APPLICABLE, not_applicable,
                             evidence=tuple(Evidence(o.node, o.detail) for o in by_status[Status.NOT_APPLICABLE]))
     return cause.unknown("no node was inspected")
+
+
+def always_applicable(snapshot: ClusterSnapshot) -> str | None:
+    """Applicability rule of causes that can hit any cluster."""
+    return None
+
+
+NodeCheck = Callable[[ClusterSnapshot, Node, NodeProbe | Unavailable], NodeOutcome]
+
+
+def evaluate_probed_nodes(cause: Cause, snapshot: ClusterSnapshot, check: NodeCheck, *, problem: str,
+                          not_applicable: str) -> CauseResult:
+    """Run a node-level check on every probed running node and fold the answers (unknown if probes were off)."""
+    if (off := probes_off_reason(snapshot)) is not None:
+        return cause.unknown(off)
+    nodes = running_nodes(snapshot)
+    if isinstance(nodes, Unavailable):
+        return cause.unknown(nodes.reason)
+    outcomes = [check(snapshot, node, snapshot.probes[node.name]) for node in nodes if node.name in snapshot.probes]
+    return fold_node_outcomes(cause, outcomes, problem=problem, not_applicable=not_applicable)

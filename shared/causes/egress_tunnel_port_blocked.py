@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 
 from shared.causes.base import Cause
-from shared.causes.common import NodeOutcome, fold_node_outcomes, probes_off_reason, running_nodes
+from shared.causes.common import NodeOutcome, always_applicable, fold_node_outcomes, probes_off_reason, running_nodes
 from shared.model import CauseId, CauseResult, Status
 from shared.netrules.nsg import evaluate_path
 from shared.netrules.nsg_types import Flow
@@ -34,10 +34,6 @@ def tunnel_ports(snapshot: ClusterSnapshot) -> tuple[str, ...]:
 
 def api_host(snapshot: ClusterSnapshot) -> str:
     return (snapshot.private_fqdn if snapshot.private else snapshot.fqdn) or f"*.hcp.{snapshot.location}.azmk8s.io"
-
-
-def _not_applicable(snapshot: ClusterSnapshot) -> str | None:
-    return None
 
 
 def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
@@ -218,6 +214,6 @@ CAUSE = Cause(
         "The node cannot reach the API server on the tunnel's port: TCP 443 (Konnectivity), TCP 9000 (tunnel-front) "
         "or UDP 1194 (aks-link)."
     ),
-    not_applicable=_not_applicable,
+    not_applicable=always_applicable,
     evaluate=_evaluate,
 )

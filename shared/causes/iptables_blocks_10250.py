@@ -7,29 +7,23 @@ same block is never reported twice with two different fixes.
 from __future__ import annotations
 
 from shared.causes.base import Cause
-from shared.causes.common import NodeOutcome, fold_node_outcomes, probes_off_reason, running_nodes, vnet_source_ip
+from shared.causes.common import (
+    KUBELET_PORT,
+    NodeOutcome,
+    always_applicable,
+    evaluate_probed_nodes,
+    vnet_source_ip,
+)
 from shared.model import CauseId, CauseResult, Status
 from shared.netrules.errors import ParseError
 from shared.netrules.iptables import IptablesVerdict, Packet, evaluate, parse_iptables, removal_command
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 
-KUBELET_PORT = 10250
-
-
-def _not_applicable(snapshot: ClusterSnapshot) -> str | None:
-    return None
-
 
 def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
-    if (off := probes_off_reason(snapshot)) is not None:
-        return CAUSE.unknown(off)
-    nodes = running_nodes(snapshot)
-    if isinstance(nodes, Unavailable):
-        return CAUSE.unknown(nodes.reason)
-    outcomes = [_node_outcome(snapshot, node, snapshot.probes[node.name]) for node in nodes
-                if node.name in snapshot.probes]
-    return fold_node_outcomes(CAUSE, outcomes, problem=f"iptables drops or rejects TCP {KUBELET_PORT}",
-                              not_applicable="no probed node has iptables.")
+    return evaluate_probed_nodes(CAUSE, snapshot, _node_outcome,
+                                 problem=f"iptables drops or rejects TCP {KUBELET_PORT}",
+                                 not_applicable="no probed node has iptables.")
 
 
 def _node_outcome(snapshot: ClusterSnapshot, node: Node, probe: NodeProbe | Unavailable) -> NodeOutcome:
@@ -80,6 +74,6 @@ CAUSE = Cause(
         "The node's netfilter INPUT path (following jumps into user chains) ends in DROP or REJECT for TCP 10250 "
         "from the VNet."
     ),
-    not_applicable=_not_applicable,
+    not_applicable=always_applicable,
     evaluate=_evaluate,
 )

@@ -12,13 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shared.causes.base import Cause
-from shared.causes.common import running_nodes, tunnel_nodes
+from shared.causes.common import KUBELET_PORT, always_applicable, running_nodes, tunnel_nodes
 from shared.model import CauseId, CauseResult, Evidence, Status
 from shared.netrules.nsg import evaluate_path, first_free_priority_below
 from shared.netrules.nsg_types import Direction, Flow, NetworkSecurityGroup, PathDecision, RuleDecision
 from shared.snapshot import ActivityEvent, ClusterSnapshot, Node, Unavailable
 
-KUBELET_PORT = 10250
 EPHEMERAL_SOURCE_PORT = 49152
 
 
@@ -28,10 +27,6 @@ class _Block:
     destination: Node
     direction: str
     decision: RuleDecision
-
-
-def _not_applicable(snapshot: ClusterSnapshot) -> str | None:
-    return None
 
 
 def _nsg(nsgs: Mapping[str, NetworkSecurityGroup], nsg_id: str | None) -> NetworkSecurityGroup | None:
@@ -228,6 +223,6 @@ CAUSE = Cause(
         "A subnet or NIC network security group (or an AVNM security admin rule, evaluated first) denies TCP "
         "10250 from the node subnet/VNet to a node, so the tunnel cannot reach the kubelet."
     ),
-    not_applicable=_not_applicable,
+    not_applicable=always_applicable,
     evaluate=_evaluate,
 )

@@ -7,31 +7,22 @@ first matching rule in order, else the default incoming policy.
 from __future__ import annotations
 
 from shared.causes.base import Cause
-from shared.causes.common import NodeOutcome, fold_node_outcomes, probes_off_reason, running_nodes, vnet_source_ip
+from shared.causes.common import (
+    KUBELET_PORT,
+    NodeOutcome,
+    always_applicable,
+    evaluate_probed_nodes,
+    vnet_source_ip,
+)
 from shared.model import CauseId, CauseResult, Status
 from shared.netrules.errors import ParseError
 from shared.netrules.ufw import UfwVerdict, decide, parse_ufw_status, remediation
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 
-KUBELET_PORT = 10250
-
-
-def _not_applicable(snapshot: ClusterSnapshot) -> str | None:
-    return None
-
 
 def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
-    if (off := probes_off_reason(snapshot)) is not None:
-        return CAUSE.unknown(off)
-    nodes = running_nodes(snapshot)
-    if isinstance(nodes, Unavailable):
-        return CAUSE.unknown(nodes.reason)
-    outcomes = [_node_outcome(snapshot, node, snapshot.probes[node.name]) for node in nodes
-                if node.name in snapshot.probes]
-    return fold_node_outcomes(
-        CAUSE, outcomes, problem=f"UFW refuses TCP {KUBELET_PORT}",
-        not_applicable="ufw is not installed on any probed node.",
-    )
+    return evaluate_probed_nodes(CAUSE, snapshot, _node_outcome, problem=f"UFW refuses TCP {KUBELET_PORT}",
+                                 not_applicable="ufw is not installed on any probed node.")
 
 
 def _node_outcome(snapshot: ClusterSnapshot, node: Node, probe: NodeProbe | Unavailable) -> NodeOutcome:
@@ -79,6 +70,6 @@ CAUSE = Cause(
         "UFW is active on a node and its first matching rule, or its default incoming policy, refuses TCP 10250 "
         "from the VNet."
     ),
-    not_applicable=_not_applicable,
+    not_applicable=always_applicable,
     evaluate=_evaluate,
 )
