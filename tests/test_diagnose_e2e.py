@@ -206,11 +206,22 @@ def test_iptables_drop_in_a_user_chain_detected_then_cleared(kernel_emulator: Em
 
 
 @pytest.mark.kernel
-def test_egress_block_detected(kernel_emulator: Emulator) -> None:
-    found = run(kernel_emulator, "aks-egress-fw")
+def test_egress_block_detected_then_cleared(kernel_emulator: Emulator) -> None:
+    emu = kernel_emulator
+    found = run(emu, "aks-egress-fw")
     egress = cause_of(found, "egress-tunnel-port-blocked")
     assert egress["status"] == "detected", egress
     assert "tcp/443" in egress["summary"]
+    assert any("AzureKubernetesService" in r for r in egress["remediation"])
+    for node in [n.name for c in emu.state.fleet.clusters if c.name == "aks-egress-fw" for p in c.pools
+                 for n in p.nodes]:
+        emu.state.patch_node_sim(node, egressBlocked=[])
+    emu.state.set_firewall_rules("fw-hub", application=[{
+        "name": "aks-tunnel", "priority": 100, "action": "Allow",
+        "rules": [{"name": "apiserver", "protocols": [{"protocolType": "Https", "port": 443}],
+                   "sourceAddresses": ["10.20.0.0/16"], "fqdnTags": ["AzureKubernetesService"]}]}])
+    fixed = cause_of(run(emu, "aks-egress-fw"), "egress-tunnel-port-blocked")
+    assert fixed["status"] == "clear", fixed
 
 
 @pytest.mark.kernel

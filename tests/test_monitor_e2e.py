@@ -253,3 +253,23 @@ def test_racing_workers_on_one_cluster_directly(world: dict[str, Any]) -> None:
         thread.join()
     monitor.deliver_notifications()
     assert [a["event"] for a in alerts(world["receiver"])] == ["detected"]
+
+
+def test_local_dev_host_serves_the_same_routes(world: dict[str, Any]) -> None:
+    import urllib.request
+
+    from shared.devhost import DevHost
+
+    world["monitor"].run_cycle(FAMILIES)
+    host = DevHost(lambda: world["monitor"], 0, timers=False)
+    host.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{host.port}/api/findings?status=open", timeout=30) as reply:
+            assert reply.status == 200
+            assert json.loads(reply.read())["count"] == 2
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{host.port}/api/findings?cause=bogus", timeout=30)
+        assert refused.value.code == 400
+        assert json.loads(refused.value.read())["error"]["field"] == "cause"
+    finally:
+        host.stop()

@@ -167,8 +167,22 @@ class ArmHandlers:
         return self._page(req, [resources.vmss_nic_json(cluster, pool, n) for n in pool.nodes])
 
     def get_vnet(self, req: Request) -> Response:
+        firewalls = self.state.fleet.firewalls
+        hub = self._hub_vnet(req, firewalls)
+        if hub is not None:
+            return Response(200, hub)
         vnet = self._network(req, "Microsoft.Network/virtualNetworks", self.state.vnet)
-        return Response(200, resources.vnet_json(vnet))
+        return Response(200, resources.vnet_json(vnet, firewalls))
+
+    def _hub_vnet(self, req: Request, firewalls: Any) -> Any:
+        """The hub VNet a scenario firewall lives in (its AzureFirewallSubnet), when that is what was asked."""
+        sub, rg = self._rg(req)
+        wanted = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/" \
+                 f"{req.groups['name']}".lower()
+        for fw in firewalls:
+            if fw.subnet_id.lower().startswith(wanted + "/subnets/") and self.state.vnet(wanted) is None:
+                return resources.hub_vnet_json(fw)
+        return None
 
     def get_subnet(self, req: Request) -> Response:
         vnet = self._network(req, "Microsoft.Network/virtualNetworks", self.state.vnet)

@@ -8,6 +8,7 @@ the monitor could reasonably read (instanceId, osProfile.computerName, vnetSubne
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -278,12 +279,39 @@ def subnet_json(vnet: VnetSpec, subnet: SubnetSpec) -> Json:
             "type": "Microsoft.Network/virtualNetworks/subnets", "properties": props}
 
 
-def vnet_json(vnet: VnetSpec) -> Json:
+def _remote_vnet_id(vnet: VnetSpec, name: str, prefixes: Sequence[str], firewalls: Sequence[FirewallSpec]) -> str:
+    """A peering points at the hub that holds a scenario firewall inside its address space, if any."""
+    for fw in firewalls:
+        ip = ipaddress.ip_address(fw.private_ip)
+        if any(ip in ipaddress.ip_network(p, strict=False) for p in prefixes):
+            return fw.subnet_id.split("/subnets/")[0]
+    return f"{vnet.id.rsplit('/', 1)[0]}/{name}-remote"
+
+
+def hub_vnet_json(fw: FirewallSpec) -> Json:
+    """The hub VNet of a firewall: its AzureFirewallSubnet references the firewall's ip configuration."""
+    vnet_id = fw.subnet_id.split("/subnets/")[0]
+    ip_config = f"{fw.id}/azureFirewallIpConfigurations/azureFirewallIpConfiguration"
+    network = ipaddress.ip_network(f"{fw.private_ip}/26", strict=False)
+    return {
+        "id": vnet_id, "name": vnet_id.rsplit("/", 1)[-1], "type": "Microsoft.Network/virtualNetworks",
+        "location": fw.location, "etag": etag(vnet_id),
+        "properties": {"provisioningState": "Succeeded", "resourceGuid": stable_guid("vnet", vnet_id),
+                       "addressSpace": {"addressPrefixes": [str(network.supernet(new_prefix=16))]},
+                       "subnets": [{"id": fw.subnet_id, "name": "AzureFirewallSubnet", "etag": etag(fw.subnet_id),
+                                    "type": "Microsoft.Network/virtualNetworks/subnets",
+                                    "properties": {"provisioningState": "Succeeded", "addressPrefix": str(network),
+                                                   "ipConfigurations": [ref(ip_config)]}}],
+                       "virtualNetworkPeerings": [], "enableDdosProtection": False},
+    }
+
+
+def vnet_json(vnet: VnetSpec, firewalls: Sequence[FirewallSpec] = ()) -> Json:
     peerings = [{
         "name": name, "id": f"{vnet.id}/virtualNetworkPeerings/{name}", "etag": etag(f"{vnet.id}/{name}"),
         "type": "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
         "properties": {"provisioningState": "Succeeded", "peeringState": "Connected", "peeringSyncLevel": "FullyInSync",
-                       "remoteVirtualNetwork": ref(f"{vnet.id.rsplit('/', 1)[0]}/{name}-remote"),
+                       "remoteVirtualNetwork": ref(_remote_vnet_id(vnet, name, prefixes, firewalls)),
                        "remoteAddressSpace": {"addressPrefixes": list(prefixes)},
                        "remoteVirtualNetworkAddressSpace": {"addressPrefixes": list(prefixes)},
                        "allowVirtualNetworkAccess": True, "allowForwardedTraffic": True,
