@@ -13,6 +13,7 @@ from shared.azure.collect import Collector
 from shared.azure.ids import parse_cluster_id
 from shared.azure.probes import Prober, Progress
 from shared.causes import evaluate_all
+from shared.logcontext import log_context
 from shared.model import CauseResult, Status
 from shared.report import build_report
 from shared.settings import Settings
@@ -46,12 +47,14 @@ def diagnose(
     own_clients = clients is None
     arm = clients or ArmClients(settings)
     try:
-        collector = Collector(arm, now=clock)
-        mode = settings.node_probes if probes else "off"
-        snapshot = collector.snapshot(collector.managed_cluster(ref), with_instances=mode != "off")
-        if mode != "off":
-            snapshot = Prober(arm).probe(snapshot, mode, per_pool=settings.probe_sample_per_pool, progress=progress)
-        return diagnose_snapshot(snapshot, clock())
+        with log_context(cluster_id=ref.id):
+            collector = Collector(arm, now=clock)
+            mode = settings.node_probes if probes else "off"
+            snapshot = collector.snapshot(collector.managed_cluster(ref), with_instances=mode != "off")
+            if mode != "off":
+                snapshot = Prober(arm).probe(snapshot, mode, per_pool=settings.probe_sample_per_pool,
+                                             progress=progress)
+            return diagnose_snapshot(snapshot, clock())
     finally:
         if own_clients:
             arm.close()

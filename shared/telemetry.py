@@ -14,6 +14,9 @@ def configure_telemetry() -> bool:
     Imported lazily: azure-monitor-opentelemetry is heavy and only worth loading when it will be used.
     """
     global _configured
+    from shared.logcontext import install
+
+    install()
     if _configured or not os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
         return False
     try:

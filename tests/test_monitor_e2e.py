@@ -273,3 +273,18 @@ def test_local_dev_host_serves_the_same_routes(world: dict[str, Any]) -> None:
         assert json.loads(refused.value.read())["error"]["field"] == "cause"
     finally:
         host.stop()
+
+
+def test_timer_fans_out_one_message_per_cluster(world: dict[str, Any]) -> None:
+    from azure.functions.timer import TimerRequest
+
+    from shared.monitor.queues import CHECK_QUEUE, parse_check_message, queue_client
+
+    queue = queue_client(CHECK_QUEUE)
+    queue.clear_messages()
+    _function("nsg_timer")(TimerRequest(past_due=False))
+    messages = [parse_check_message(m.content) for m in queue.receive_messages(max_messages=32)]
+    queue.clear_messages()
+    assert len(messages) == len(world["emu"].state.fleet.clusters)
+    assert {m.families for m in messages} == {("nsg",)}
+    assert len({m.cycle_id for m in messages}) == 1

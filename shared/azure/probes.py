@@ -20,6 +20,7 @@ from shared.azure.collect import describe_http_error
 from shared.azure.ids import last_name
 from shared.causes.common import TUNNEL_COMPONENT, TUNNEL_CONTAINERS
 from shared.causes.egress_tunnel_port_blocked import api_host, tunnel_ports
+from shared.logcontext import run_in_context
 from shared.probe.frame import parse_run_command_output
 from shared.probe.params import MAX_TARGETS, build_parameters, load_script
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
@@ -132,7 +133,7 @@ class Prober:
         if not plans:
             return results
         with ThreadPoolExecutor(max_workers=min(32, len(plans)), thread_name_prefix="probe") as pool:
-            list(pool.map(one, plans))
+            list(pool.map(run_in_context(one), plans))
         return results
 
     def run_on(self, snapshot: ClusterSnapshot, plan: ProbePlan) -> NodeProbe | Unavailable:

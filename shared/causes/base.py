@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.logcontext import log_context
 from shared.model import CauseId, CauseResult, Evidence, Status
 from shared.snapshot import ClusterSnapshot
 
@@ -44,6 +45,11 @@ class Cause:
 
 def run_cause(cause: Cause, snapshot: ClusterSnapshot) -> CauseResult:
     """Evaluate one cause; a crash or a malformed answer becomes `unknown`, never silence or `clear`."""
+    with log_context(cluster_id=snapshot.id, cause_id=str(cause.id)):
+        return _run_cause(cause, snapshot)
+
+
+def _run_cause(cause: Cause, snapshot: ClusterSnapshot) -> CauseResult:
     if snapshot.unsupported_reason:
         return cause.unknown(snapshot.unsupported_reason)
     try:
@@ -52,7 +58,7 @@ def run_cause(cause: Cause, snapshot: ClusterSnapshot) -> CauseResult:
             return cause.result(Status.NOT_APPLICABLE, why_not)
         result = cause.evaluate(snapshot)
     except Exception as exc:  # a broken check must still answer
-        log.exception("check crashed", extra={"cluster_id": snapshot.id, "cause_id": str(cause.id)})
+        log.exception("check crashed")
         return cause.unknown(f"the check failed: {type(exc).__name__}: {exc}")
     if not isinstance(result, CauseResult) or result.id is not cause.id:
         return cause.unknown("the check returned no result for this cause")

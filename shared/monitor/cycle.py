@@ -22,6 +22,7 @@ from shared.azure.collect import Collector, describe_http_error
 from shared.azure.ids import parse_cluster_id, segment
 from shared.azure.probes import Prober
 from shared.causes import evaluate_all
+from shared.logcontext import log_context
 from shared.model import CauseId, CauseResult, Status
 from shared.report import build_report
 from shared.settings import Settings
@@ -147,6 +148,11 @@ class Monitor:
         activity: tuple[ActivityEvent, ...] | Unavailable | None = None,
     ) -> ClusterOutcome:
         """Collect, probe (if the probe family is asked for), evaluate, and reconcile the family's causes."""
+        with log_context(cluster_id=member.cluster_id):
+            return self._check_cluster(member, families, collector, activity)
+
+    def _check_cluster(self, member: FleetMember, families: Sequence[str], collector: Collector,
+                       activity: tuple[ActivityEvent, ...] | Unavailable | None) -> ClusterOutcome:
         from shared.store.lifecycle import reconcile
         from shared.store.status import save_cluster_status
 
