@@ -38,7 +38,8 @@ def run_in_context(function: Callable[..., T]) -> Callable[..., T]:
     context = contextvars.copy_context()
 
     def wrapped(*args: Any, **kwargs: Any) -> T:
-        return context.run(function, *args, **kwargs)
+        # A Context can be entered by one thread at a time: each call runs in its own copy.
+        return context.copy().run(function, *args, **kwargs)
 
     return wrapped
 

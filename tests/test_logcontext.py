@@ -29,9 +29,12 @@ def test_context_reaches_pool_threads_and_is_reset(caplog: pytest.LogCaptureFixt
     log = logging.getLogger("shared.test")
     with caplog.at_level(logging.INFO):
         with log_context(cluster_id="c1"):
-            worker = threading.Thread(target=run_in_context(lambda: log.info("from a worker")))
-            worker.start()
-            worker.join()
+            task = run_in_context(lambda: log.info("from a worker"))
+            workers = [threading.Thread(target=task) for _ in range(4)]  # one wrapped task, many threads
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
         log.info("outside")
     inside = next(r for r in caplog.records if r.getMessage() == "from a worker")
     outside = next(r for r in caplog.records if r.getMessage() == "outside")

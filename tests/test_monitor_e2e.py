@@ -288,3 +288,15 @@ def test_timer_fans_out_one_message_per_cluster(world: dict[str, Any]) -> None:
     assert len(messages) == len(world["emu"].state.fleet.clusters)
     assert {m.families for m in messages} == {("nsg",)}
     assert len({m.cycle_id for m in messages}) == 1
+
+
+def test_probe_cycle_counts_run_commands_and_finds_node_causes(world: dict[str, Any]) -> None:
+    base: Monitor = world["monitor"]
+    env = {**base.env, "NODE_PROBES": "all"}
+    monitor = Monitor(Settings.from_env(env), world["store"], env=env, now=base.now)
+    summary = monitor.run_cycle(("probe",))
+    assert summary.run_commands > 0
+    assert summary.metrics()["runCommands"] == summary.run_commands
+    causes = {f.cause for f in list_findings(world["store"], "open")}
+    assert causes <= {"ufw-blocks-10250", "iptables-blocks-10250", "egress-tunnel-port-blocked"}
+    assert {"ufw-blocks-10250", "iptables-blocks-10250"} <= causes

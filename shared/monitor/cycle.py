@@ -74,6 +74,7 @@ class CycleSummary:
             self.resolved += outcome.resolved
             self.still_open += outcome.still_open
             self.reminded += outcome.reminded
+            self.run_commands += outcome.run_commands
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +103,7 @@ class ClusterOutcome:
     resolved: int = 0
     still_open: int = 0
     reminded: int = 0
+    run_commands: int = 0
 
 
 class Monitor:
@@ -160,12 +162,14 @@ class Monitor:
         cluster = member.cluster or collector.managed_cluster(parse_cluster_id(member.cluster_id))
         probing = "probe" in families and self.settings.node_probes != "off"
         snapshot = collector.snapshot(cluster, with_instances=probing, activity=activity)
+        run_commands = 0
         if probing:
-            open_nodes = self._open_probe_subjects(snapshot)
-            snapshot = Prober(collector.clients).probe(
+            prober = Prober(collector.clients)
+            snapshot = prober.probe(
                 snapshot, self.settings.node_probes, per_pool=self.settings.probe_sample_per_pool,
-                must_probe=open_nodes,
+                must_probe=self._open_probe_subjects(snapshot),
             )
+            run_commands = prober.run_commands
         results = evaluate_all(snapshot)
         owned = {c for f in families for c in FAMILIES[f]}
         mine = [r for r in results if r.id in owned]
@@ -174,7 +178,7 @@ class Monitor:
                             reminder_interval=timedelta(hours=self.settings.reminder_hours))
         save_cluster_status(self.store, report, families)
         return ClusterOutcome(report, len(outcome.opened), len(outcome.resolved), len(outcome.still_open),
-                              len(outcome.reminded))
+                              len(outcome.reminded), run_commands)
 
     def _open_probe_subjects(self, snapshot: ClusterSnapshot) -> set[str]:
         """Nodes with an open node-level finding: always re-probed, so a sample never resolves them blindly."""
@@ -210,7 +214,6 @@ class Monitor:
         summary = CycleSummary(self.now(), tuple(families))
         collector = Collector(self.clients, now=self.now)
         before = self.clients.stats.snapshot()
-        commands_before = 0
         members, errors = self.discover(collector)
         summary.errors.extend(errors)
         summary.clusters = len(members)
@@ -234,7 +237,6 @@ class Monitor:
         summary.notifications_sent, summary.notifications_failed = sent, failed
         after = self.clients.stats.snapshot()
         summary.arm = {k: after[k] - before.get(k, 0) for k in after}
-        summary.run_commands = commands_before
         summary.duration_s = time.monotonic() - started
         if not summary.errors:
             for family in families:
