@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.azure.ids import is_guid
+
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 PROBE_MODES = ("off", "sample", "all")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 class SettingsError(ValueError):
@@ -33,7 +33,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         subs = tuple(s.strip().lower() for s in env.get("MONITOR_SUBSCRIPTIONS", "").split(",") if s.strip())
-        bad = [s for s in subs if not _GUID.match(s)]
+        bad = [s for s in subs if not is_guid(s)]
         if bad:
             raise SettingsError(f"MONITOR_SUBSCRIPTIONS: not a subscription id: {bad[0]!r}")
         endpoint = env.get("ARM_ENDPOINT", "").strip().rstrip("/") or DEFAULT_ARM_ENDPOINT

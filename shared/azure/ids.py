@@ -10,6 +10,11 @@ _RG = re.compile(r"^[-\w._()]{1,90}$")
 _NAME = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_]{0,62}$")
 
 
+def is_guid(value: str) -> bool:
+    """Subscription ids are GUIDs; anything else is a typo worth naming before any call is made."""
+    return bool(_GUID.match(value))
+
+
 class InvalidResourceId(ValueError):
     pass
 
@@ -40,7 +45,7 @@ def parse_cluster_id(value: str) -> ClusterRef:
             "/providers/Microsoft.ContainerService/managedClusters/<name>)"
         )
     subscription, group, name = parts[1], parts[3], parts[7]
-    if not _GUID.match(subscription):
+    if not is_guid(subscription):
         raise InvalidResourceId(f"subscription id is not a GUID: {subscription!r}")
     if not _RG.match(group) or group.endswith("."):
         raise InvalidResourceId(f"invalid resource group name: {group!r}")

@@ -112,7 +112,7 @@ class Api:
     # ------------------------------------------------------------ findings
 
     def findings(self, query: Mapping[str, str]) -> ApiResponse:
-        from shared.azure.ids import InvalidResourceId, parse_cluster_id
+        from shared.azure.ids import InvalidResourceId, is_guid, parse_cluster_id
         from shared.store.findings import list_findings
 
         status = query.get("status", "open").lower()
@@ -128,7 +128,7 @@ class Api:
             except InvalidResourceId as exc:
                 return error(400, str(exc), field_name="cluster")
         subscription = query.get("subscription")
-        if subscription is not None and not _is_guid(subscription):
+        if subscription is not None and not is_guid(subscription):
             return error(400, "subscription must be a subscription id (GUID)", field_name="subscription")
         rows = list_findings(self.monitor.store, "open" if status == "open" else "all",
                              subscription=subscription, cluster=cluster, cause=cause)
@@ -214,9 +214,3 @@ class Api:
             return self.health()
         return error(404, f"no route {method} {path}")
 
-
-def _is_guid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
