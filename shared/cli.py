@@ -117,12 +117,14 @@ def _settings() -> Any:
 def _run_diagnose(args: argparse.Namespace) -> int:
     from shared.azure.collect import CollectionError
     from shared.azure.ids import InvalidResourceId
-    from shared.diagnose import diagnose, render_table, stderr_progress
+    from shared.diagnose import diagnose, render_table
     from shared.model import Verdict, exit_code_of
+    from shared.progress import progress_reporter
 
     settings = _settings()
     try:
-        result = diagnose(args.cluster_id, settings=settings, probes=not args.no_probes, progress=stderr_progress())
+        progress = progress_reporter("probing nodes", every=10)
+        result = diagnose(args.cluster_id, settings=settings, probes=not args.no_probes, progress=progress)
     except (InvalidResourceId, CollectionError) as exc:
         raise UsageError(str(exc)) from None
     if args.json:
@@ -151,10 +153,11 @@ def _monitor() -> Any:
 
 def _run_scan(args: argparse.Namespace) -> int:
     from shared.model import Verdict, worst_exit_code
-    from shared.monitor.render import cycle_table, progress_bar
+    from shared.monitor.render import cycle_table
+    from shared.progress import progress_reporter
 
     monitor = _monitor()
-    summary = monitor.run_cycle(progress=progress_bar(sys.stderr))
+    summary = monitor.run_cycle(progress=progress_reporter("checked clusters", every=25))
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:

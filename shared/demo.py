@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -129,10 +128,11 @@ def run_demo(*, serve: bool = True, port: int = 7071) -> int:
         print(f"azure: local emulator at {emulator.arm_endpoint} (scenario {scenario.name}; "
               f"{'real network namespaces' if os.geteuid() == 0 else 'in-process node responder (not root)'})")
         from shared.cli import _monitor
-        from shared.monitor.render import cycle_table, progress_bar
+        from shared.monitor.render import cycle_table
+        from shared.progress import progress_reporter
 
         monitor = _monitor()
-        summary = monitor.run_cycle(progress=progress_bar(sys.stderr))
+        summary = monitor.run_cycle(progress=progress_reporter("checked clusters", every=25))
         print()
         print(cycle_table(summary))
         print()

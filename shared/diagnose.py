@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
 from shared.azure.clients import ArmClients
 from shared.azure.collect import Collector
 from shared.azure.ids import parse_cluster_id
-from shared.azure.probes import Prober, Progress
+from shared.azure.probes import Prober
 from shared.causes import evaluate_all
 from shared.logcontext import log_context
 from shared.model import CauseResult, Status
+from shared.progress import Progress
 from shared.report import build_report
 from shared.settings import Settings
 from shared.snapshot import ClusterSnapshot
@@ -58,22 +58,6 @@ def diagnose(
     finally:
         if own_clients:
             arm.close()
-
-
-def stderr_progress(stream: TextIO = sys.stderr) -> Progress:
-    """A one-line progress indicator for probes; silent when stderr is not a terminal except at the end."""
-    interactive = stream.isatty()
-
-    def report(done: int, total: int, node: str) -> None:
-        if interactive:
-            stream.write(f"\rprobing nodes: {done}/{total} ({node})".ljust(70))
-            if done == total:
-                stream.write("\n")
-        elif done == total or done % 10 == 0:
-            stream.write(f"probing nodes: {done}/{total}\n")
-        stream.flush()
-
-    return report
 
 
 STATUS_MARK = {

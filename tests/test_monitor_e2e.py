@@ -19,19 +19,12 @@ from shared.monitor.cycle import FleetMember, Monitor
 from shared.notify.generic import verify
 from shared.settings import Settings
 from shared.store.findings import list_findings
-from tests.azurite import isolated_store, require_azurite, shared_azurite
+from tests.azurite import isolated_store
 from tests.emulator_fixtures import DEMO_SCENARIO, emulator_fixture  # noqa: F401 (fixture)
 from tests.https_receiver import HttpsReceiver
 
 SECRET = "test-secret"
 FAMILIES = ("nsg", "snat")  # control-plane families: no node probes needed for the lifecycle
-
-
-@pytest.fixture(scope="module")
-def azurite_connection() -> Iterator[str]:
-    require_azurite()
-    with shared_azurite() as server:
-        yield server.connection_string
 
 
 @pytest.fixture

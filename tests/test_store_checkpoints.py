@@ -17,20 +17,13 @@ from shared.store.checkpoints import (
 from shared.store.connection import Store, ensure_tables, open_store
 from shared.store.snapshots import get_nsg_snapshot, put_nsg_snapshot, rule_set_hash
 from shared.store.tables import DEFAULT_TABLES
-from tests.azurite import isolated_store, require_azurite, shared_azurite
+from tests.azurite import isolated_store
 
 pytestmark = pytest.mark.azurite
 
 SUB = "0B1F6471-1bf0-4dda-aec3-111122223333"
 NSG = f"/subscriptions/{SUB}/resourceGroups/My.RG_(1)/providers/Microsoft.Network/networkSecurityGroups/aks-nsg"
 T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def azurite_connection() -> Iterator[str]:
-    require_azurite()
-    with shared_azurite() as server:
-        yield server.connection_string
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from shared.store.findings import cluster_key, finding_id_for, get_finding, hist
 from shared.store.keys import TRUNCATION_MARKER
 from shared.store.lifecycle import reconcile, relay_stranded
 from shared.store.outbox import list_outbox
-from tests.azurite import isolated_store, require_azurite, shared_azurite
+from tests.azurite import isolated_store
 
 pytestmark = pytest.mark.azurite
 
@@ -30,13 +30,6 @@ RULE = (f"/subscriptions/{SUB}/resourceGroups/net/providers/Microsoft.Network/ne
         "nsg-a/securityRules/deny-10250")
 T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 CHANNELS = ("teams", "webhook")
-
-
-@pytest.fixture(scope="module")
-def azurite_connection() -> Iterator[str]:
-    require_azurite()
-    with shared_azurite() as server:
-        yield server.connection_string
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from shared.store.outbox import (
     purge,
     scrub,
 )
-from tests.azurite import isolated_store, require_azurite, shared_azurite
+from tests.azurite import isolated_store
 
 pytestmark = pytest.mark.azurite
 
@@ -36,13 +36,6 @@ CLUSTER = ClusterRef(f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsof
                      "managedClusters/aks-1", "aks-1", SUB)
 T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 HOOK = "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=SECRETSIG"
-
-
-@pytest.fixture(scope="module")
-def azurite_connection() -> Iterator[str]:
-    require_azurite()
-    with shared_azurite() as server:
-        yield server.connection_string
 
 
 @pytest.fixture

@@ -23,11 +23,11 @@ from shared.causes.egress_tunnel_port_blocked import api_host, tunnel_ports
 from shared.logcontext import run_in_context
 from shared.probe.frame import parse_run_command_output
 from shared.probe.params import MAX_TARGETS, build_parameters, load_script
+from shared.progress import Progress
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
 PER_SCALE_SET = 8
 MAX_CONFLICT_RETRIES = 6
 RUN_COMMAND_TIMEOUT_S = 300.0

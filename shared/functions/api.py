@@ -112,7 +112,7 @@ class Api:
     # ------------------------------------------------------------ findings
 
     def findings(self, query: Mapping[str, str]) -> ApiResponse:
-        from shared.azure.ids import InvalidResourceId, is_guid, parse_cluster_id
+        from shared.azure.ids import is_guid
         from shared.store.findings import list_findings
 
         status = query.get("status", "open").lower()
@@ -122,11 +122,8 @@ class Api:
         if cause is not None and cause not in {str(c) for c in CAUSE_ORDER}:
             return error(400, f"unknown cause id {cause!r}", field_name="cause")
         cluster = query.get("cluster")
-        if cluster:
-            try:
-                parse_cluster_id(cluster)
-            except InvalidResourceId as exc:
-                return error(400, str(exc), field_name="cluster")
+        if (bad := _bad_cluster_filter(cluster)) is not None:
+            return bad
         subscription = query.get("subscription")
         if subscription is not None and not is_guid(subscription):
             return error(400, "subscription must be a subscription id (GUID)", field_name="subscription")
@@ -151,15 +148,11 @@ class Api:
 
     def clusters(self, query: Mapping[str, str]) -> ApiResponse:
         """Latest report per cluster and check family: shows `unknown` (with reasons) that findings cannot."""
-        from shared.azure.ids import InvalidResourceId, parse_cluster_id
         from shared.store.status import list_cluster_status
 
         cluster = query.get("cluster")
-        if cluster:
-            try:
-                parse_cluster_id(cluster)
-            except InvalidResourceId as exc:
-                return error(400, str(exc), field_name="cluster")
+        if (bad := _bad_cluster_filter(cluster)) is not None:
+            return bad
         items = list_cluster_status(self.monitor.store, cluster)
         return ApiResponse(200, {"count": len(items), "clusters": items})
 
@@ -214,3 +207,15 @@ class Api:
             return self.health()
         return error(404, f"no route {method} {path}")
 
+
+def _bad_cluster_filter(cluster: str | None) -> ApiResponse | None:
+    """A `cluster` query filter must be a managed cluster id; None when absent or valid."""
+    from shared.azure.ids import InvalidResourceId, parse_cluster_id
+
+    if not cluster:
+        return None
+    try:
+        parse_cluster_id(cluster)
+    except InvalidResourceId as exc:
+        return error(400, str(exc), field_name="cluster")
+    return None

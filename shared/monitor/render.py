@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TextIO
-
 from shared.model import CAUSE_ORDER
 from shared.monitor.cycle import CycleSummary
 
 SHORT = {"detected": "DETECTED", "clear": "ok", "not_applicable": "n/a", "unknown": "?"}
-
-
-def progress_bar(stream: TextIO, width: int = 30) -> Callable[[int, int, str], None]:
-    interactive = stream.isatty()
-
-    def show(done: int, total: int, name: str) -> None:
-        if interactive:
-            filled = int(width * done / max(total, 1))
-            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name[:30]:<30}")
-            if done == total:
-                stream.write("\n")
-        elif done == total or done % 25 == 0:
-            stream.write(f"checked {done}/{total} clusters\n")
-        stream.flush()
-
-    return show
 
 
 def cycle_table(summary: CycleSummary) -> str:
