@@ -78,6 +78,9 @@ def host_pair(subnet_octet: int = 0) -> Iterator[tuple[Host, Host]]:
             run(["ip", "link", "set", h.iface, "netns", h.netns])
             run(["ip", "-n", h.netns, "addr", "add", f"{h.ip}/24", "dev", h.iface])
             run(["ip", "-n", h.netns, "link", "set", h.iface, "up"])
+            # REJECT answers with ICMP, which the kernel rate-limits per peer (1 s): back-to-back rejects
+            # would then look like drops. The sysctl is per namespace, so only the lab changes.
+            run(["ip", "netns", "exec", h.netns, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"])
         yield client, server
     finally:
         for h in (client, server):
