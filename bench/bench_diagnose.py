@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import time
 
-from shared.emulator.arm import Emulator, with_settings
-from shared.emulator.fleetgen import generate_fleet
-from shared.emulator.scenario_load import load_scenario
+from devtools.emulator.arm import Emulator, with_settings
+from devtools.emulator.fleetgen import generate_fleet
+from devtools.emulator.scenario_load import load_scenario
 
 RUN_COMMAND_LATENCY_S = 20.0
 TARGET_READS = 12
@@ -38,7 +38,7 @@ def _diagnose(emu: Emulator, cluster_id: str, probes: str) -> float:
 def control_plane_reads() -> None:
     from importlib import resources
 
-    scenario = load_scenario(str(resources.files("shared.emulator") / "scenarios" / "demo.json"))
+    scenario = load_scenario(str(resources.files("devtools.emulator") / "scenarios" / "demo.json"))
     with Emulator(scenario, prefer_kernel=False) as emu:
         os.environ.update(emu.env())
         worst = 0

@@ -14,9 +14,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from shared.emulator.arm import Emulator, with_settings
-from shared.emulator.fleetgen import generate_fleet
-from shared.emulator.throttle import BucketConfig
+from devtools.emulator.arm import Emulator, with_settings
+from devtools.emulator.fleetgen import generate_fleet
+from devtools.emulator.throttle import BucketConfig
 
 TARGET_SECONDS_1000 = 60.0
 TARGET_READS_PER_CLUSTER = 10.0
@@ -24,7 +24,7 @@ LATENCY_S = 0.05
 
 
 def _scan(subscriptions: int, per_subscription: int, *, workers: int | None = None) -> dict[str, Any]:
-    from shared.demo import azurite
+    from devtools.demo import azurite
     from shared.monitor import cycle
     from shared.monitor.cycle import Monitor
     from shared.settings import Settings

@@ -170,8 +170,21 @@ def _run_scan(args: argparse.Namespace) -> int:
     return int(worst_exit_code(verdicts))
 
 
+def _devtools(module: str) -> Any:
+    """A development tool (`devtools/`, never deployed): present in a checkout, absent from the Function App."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"devtools.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("devtools"):
+            raise UsageError("this verb is a development tool: run it from a checkout of the repository "
+                             "(the devtools package is not deployed)") from None
+        raise
+
+
 def _run_serve(args: argparse.Namespace) -> int:
-    from shared.devhost import DevHost
+    DevHost = _devtools("devhost").DevHost
 
     monitor = _monitor()
     host = DevHost(lambda: monitor, args.port)
@@ -185,9 +198,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from shared.demo import run_demo
-
-    return run_demo()
+    return int(_devtools("demo").run_demo())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ values must not drift; inner modules build on these types instead of passing dic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -62,8 +62,13 @@ class Evidence:
 class CauseResult:
     """The outcome of one cause for one cluster (or one offline analysis).
 
-    `subjects` names what inside the cluster the result is about (an NSG rule id, a node name, or the
-    cluster id); findings are keyed by it so that two blocked nodes are two findings.
+    `subjects` names the things to fix (an NSG rule id, a firewall, a UFW or iptables rule, a load
+    balancer; the cluster id when nothing narrower is known); findings are keyed by it, so one problem
+    is one finding however many nodes it hits. `affected` maps a subject to the nodes (or flows) it
+    affects: evidence for people, and the scope the lifecycle uses to decide whether a subject was
+    really re-checked. `unchecked` maps each node / flow / piece that could not be checked conclusively
+    in this run to why: a finding whose scope touches one of them stays open (partial results never
+    resolve anything), and the report lists them.
     """
 
     id: CauseId
@@ -74,6 +79,8 @@ class CauseResult:
     remediation: tuple[str, ...] = ()
     reason: str | None = None
     subjects: tuple[str, ...] = field(default=(), compare=False)
+    affected: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    unchecked: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.status is Status.UNKNOWN and not self.reason:
@@ -88,7 +95,8 @@ class CauseResult:
             "evidence": [e.to_json() for e in self.evidence],
             "remediation": list(self.remediation),
             "reason": self.reason,
-        }
+        } | ({"unchecked": [{"subject": k, "reason": v} for k, v in self.unchecked.items()]}
+             if self.unchecked else {})
 
 
 def verdict_of(statuses: Iterable[Status]) -> Verdict:

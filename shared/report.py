@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.causes.common import TUNNEL_CONTAINERS
 from shared.model import CauseResult, verdict_of
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
+from shared.tunnel import TUNNEL_CONTAINERS
 
 
 def iso_utc(moment: datetime) -> str:

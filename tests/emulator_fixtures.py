@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from shared.emulator.arm import Emulator, with_settings
-from shared.emulator.nodebridge import ExecutorFactory
-from shared.emulator.nodes import ApiServerState, NodeState, RunCommandOutcome
-from shared.emulator.scenario import ClusterSpec, Fleet
-from shared.emulator.scenario_load import fleet_from_json, load_scenario
+from devtools.emulator.arm import Emulator, with_settings
+from devtools.emulator.nodebridge import ExecutorFactory
+from devtools.emulator.nodes import ApiServerState, NodeState, RunCommandOutcome
+from devtools.emulator.scenario import ClusterSpec, Fleet
+from devtools.emulator.scenario_load import fleet_from_json, load_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SCENARIO = REPO / "shared" / "emulator" / "scenarios" / "demo.json"
@@ -147,7 +147,7 @@ def recording_factory(executor: RecordingExecutor) -> ExecutorFactory:
     """Every cluster shares the one recording executor (prepare is recorded per cluster)."""
 
     def factory(cluster: ClusterSpec, overrides: Mapping[str, NodeState]) -> RecordingExecutor:
-        from shared.emulator.nodebridge import api_state, node_state
+        from devtools.emulator.nodebridge import api_state, node_state
 
         executor.prepare([overrides.get(n.name) or node_state(n) for n in cluster.nodes], api_state(cluster))
         return executor

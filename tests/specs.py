@@ -1,4 +1,4 @@
-"""Azure's official REST examples (../shared/fixtures/azure-rest-api-specs), the ground truth for shapes."""
+"""Azure's official REST examples (copied into tests/fixtures/azure-rest-api-specs), the ground truth for shapes."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "azure-rest-api-specs"
+SPECS = Path(__file__).resolve().parent / "fixtures" / "azure-rest-api-specs"
 
 
 def example(relative: str, status: str = "200") -> Any:
     path = SPECS / relative
     if not path.exists():
-        pytest.skip(f"official REST examples not found at {SPECS} (clone the repo beside ../shared)")
+        pytest.fail(f"official REST example missing from the repo: {path}")
     return json.loads(path.read_text(encoding="utf-8"))["responses"][status]["body"]

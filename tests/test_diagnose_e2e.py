@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from devtools.emulator.arm import Emulator
 from shared.azure.clients import ArmClients
 from shared.diagnose import Diagnosis, diagnose
-from shared.emulator.arm import Emulator
 from shared.settings import Settings
 from tests.emulator_fixtures import DEMO_SCENARIO, emulator_fixture  # noqa: F401 (fixture)
 from tests.netns_lab import netns_unavailable_reason

@@ -6,22 +6,21 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
-from shared.emulator.metric_defaults import POINTS
-from shared.emulator.scenario import MetricSeries
+from devtools.emulator.metric_defaults import POINTS
+from devtools.emulator.scenario import MetricSeries
 from tests.emulator_fixtures import (  # noqa: F401 - emulator_fixture provides the `emulator` fixture
     DEMO_DEV_SUBSCRIPTION,
     DEMO_SUBSCRIPTION,
     arm_clients,
     emulator_fixture,
 )
+from tests.specs import SPECS as EXAMPLES
 
-EXAMPLES = Path("/work/shared/fixtures/azure-rest-api-specs")
 NODE_NAME = re.compile(r"^aks-[a-z0-9]+-\d{8}-vmss[0-9a-z]{6}$")
 
 
@@ -372,7 +371,7 @@ def test_429_with_retry_after_and_500_are_retried_by_the_sdk(emulator):
 
 
 def test_token_bucket_throttles_per_subscription(emulator):
-    from shared.emulator.throttle import BucketConfig
+    from devtools.emulator.throttle import BucketConfig
 
     emu = emulator()
     emu.throttle.enable(reads=BucketConfig(capacity=3, refill_per_second=0.5))

@@ -7,8 +7,8 @@ import time
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from shared.emulator.nodebridge import node_state
-from shared.emulator.nodes import RunCommandOutcome
+from devtools.emulator.nodebridge import node_state
+from devtools.emulator.nodes import RunCommandOutcome
 from shared.probe.frame import parse_run_command_output, split_run_command_message
 from shared.probe.params import build_parameters, load_script
 from tests.emulator_fixtures import (  # noqa: F401 - emulator_fixture provides the `emulator` fixture
@@ -165,7 +165,7 @@ def test_update_node_reaches_the_executor_and_the_power_state(emulator):
 @pytest.mark.parametrize("kernel", [False, True], ids=["responder", "netns-lab"])
 def test_real_probe_script_through_the_node_simulation(emulator, kernel):
     """End to end: the repo's probe script, run by the node simulation, parsed back from the SDK result."""
-    from shared.emulator.nodelab import lab_unavailable_reason
+    from devtools.emulator.nodelab import lab_unavailable_reason
 
     if kernel and lab_unavailable_reason() is not None:
         pytest.skip(f"netns node lab unavailable: {lab_unavailable_reason()}")
@@ -191,7 +191,7 @@ def test_real_probe_script_through_the_node_simulation(emulator, kernel):
 
 @pytest.mark.parametrize("kernel", [False, True], ids=["responder", "netns-lab"])
 def test_probe_sees_iptables_drop_on_a_peer(emulator, kernel):
-    from shared.emulator.nodelab import lab_unavailable_reason
+    from devtools.emulator.nodelab import lab_unavailable_reason
 
     if kernel and lab_unavailable_reason() is not None:
         pytest.skip(f"netns node lab unavailable: {lab_unavailable_reason()}")

@@ -12,9 +12,9 @@ from collections import Counter
 import pytest
 import requests
 
-from shared.emulator import naming
-from shared.emulator.fleetgen import PROBLEMS, generate_fleet, generate_scenario
-from shared.emulator.scenario_load import ScenarioError, fleet_from_json, load_scenario
+from devtools.emulator import naming
+from devtools.emulator.fleetgen import PROBLEMS, generate_fleet, generate_scenario
+from devtools.emulator.scenario_load import ScenarioError, fleet_from_json, load_scenario
 from tests.emulator_fixtures import DEMO_SCENARIO, REPO
 
 
@@ -97,7 +97,7 @@ def test_default_size_fleet_builds():
 
 def test_cli_prints_env_and_serves(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "shared.emulator", str(DEMO_SCENARIO), "--responder",
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.emulator", str(DEMO_SCENARIO), "--responder",
                              "--page-size", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO, env=env)
     try:
@@ -124,7 +124,7 @@ def test_cli_prints_env_and_serves(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
-    bad = subprocess.run([sys.executable, "-m", "shared.emulator", str(tmp_path / "missing.json")],
+    bad = subprocess.run([sys.executable, "-m", "devtools.emulator", str(tmp_path / "missing.json")],
                          capture_output=True, text=True, cwd=REPO, env=env, check=False)
     assert bad.returncode == 2
     assert "cannot load scenario" in bad.stderr

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.devhost import DEFAULT_SCHEDULES, schedules_from_env
+from devtools.devhost import DEFAULT_SCHEDULES, schedules_from_env
 from shared.functions import ncrontab
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
+from devtools.devhost import DEFAULT_SCHEDULES, FAMILY_OF_SCHEDULE
 from shared.azure.operations import CUSTOM_ROLES, OPERATIONS
-from shared.devhost import DEFAULT_SCHEDULES, FAMILY_OF_SCHEDULE
 from shared.functions import ncrontab
 from shared.monitor.queues import CHECK_QUEUE, POISON_SUFFIX, QUEUES
 from shared.notify import channels

@@ -13,7 +13,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.emulator.arm import Emulator
+from devtools.emulator.arm import Emulator
 from shared.functions import context
 from shared.monitor.cycle import FleetMember, Monitor
 from shared.notify.generic import verify
@@ -251,7 +251,7 @@ def test_racing_workers_on_one_cluster_directly(world: dict[str, Any]) -> None:
 def test_local_dev_host_serves_the_same_routes(world: dict[str, Any]) -> None:
     import urllib.request
 
-    from shared.devhost import DevHost
+    from devtools.devhost import DevHost
 
     world["monitor"].run_cycle(FAMILIES)
     host = DevHost(lambda: world["monitor"], 0, timers=False)

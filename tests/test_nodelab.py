@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.emulator.nodelab import NetnsNodeLab
-from shared.emulator.nodes import (
+from devtools.emulator.nodelab import NetnsNodeLab
+from devtools.emulator.nodes import (
     ApiServerState,
     NodeNotRunningError,
     NodeState,
@@ -22,7 +22,7 @@ from shared.emulator.nodes import (
     filter_table_text,
     make_executor,
 )
-from shared.emulator.responder import RESPONDER_MARK, InProcessResponder, kubelet_outcome, render_ufw_status
+from devtools.emulator.responder import RESPONDER_MARK, InProcessResponder, kubelet_outcome, render_ufw_status
 from shared.probe.frame import parse_frame
 from shared.probe.params import TUNNEL_CHECKS, build_arguments, load_script
 from shared.snapshot import NodeProbe, Unavailable
@@ -242,7 +242,7 @@ def test_responder_agrees_with_the_lab_on_simple_scenarios() -> None:
 @pytest.mark.kernel
 def test_make_executor_picks_the_lab_as_root(caplog: pytest.LogCaptureFixture) -> None:
     require_netns(*KERNEL_TOOLS)
-    with caplog.at_level(logging.INFO, logger="shared.emulator.nodes"):
+    with caplog.at_level(logging.INFO, logger="devtools.emulator.nodes"):
         executor = make_executor()
     try:
         assert isinstance(executor, NetnsNodeLab)
@@ -255,7 +255,7 @@ def test_make_executor_picks_the_lab_as_root(caplog: pytest.LogCaptureFixture) -
 
 
 def test_make_executor_can_be_told_to_use_the_responder(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="shared.emulator.nodes"):
+    with caplog.at_level(logging.INFO, logger="devtools.emulator.nodes"):
         executor = make_executor(prefer_kernel=False)
     assert isinstance(executor, InProcessResponder)
     assert "in-process responder" in caplog.text

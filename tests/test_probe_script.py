@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.emulator.nodelab import NetnsNodeLab
-from shared.emulator.nodes import ApiServerState, NodeState, UfwConfig
-from shared.emulator.responder import reachable_filter_rules
+from devtools.emulator.nodelab import NetnsNodeLab
+from devtools.emulator.nodes import ApiServerState, NodeState, UfwConfig
+from devtools.emulator.responder import reachable_filter_rules
 from shared.probe.frame import parse_frame, render_frame
 from shared.probe.params import (
     MAX_TARGETS,

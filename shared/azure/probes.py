@@ -18,13 +18,12 @@ from typing import Any
 from shared.azure.clients import ArmClients, to_rest
 from shared.azure.collect import describe_http_error
 from shared.azure.ids import last_name
-from shared.causes.common import TUNNEL_COMPONENT, TUNNEL_CONTAINERS
-from shared.causes.egress_tunnel_port_blocked import api_host, tunnel_ports
 from shared.logcontext import run_in_context
 from shared.probe.frame import parse_run_command_output
 from shared.probe.params import MAX_TARGETS, build_parameters, load_script
 from shared.progress import Progress
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
+from shared.tunnel import TUNNEL_COMPONENT, TUNNEL_CONTAINERS, api_host, tunnel_ports
 
 log = logging.getLogger(__name__)
 

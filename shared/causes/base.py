@@ -7,7 +7,7 @@ by the offline `analyze` command. `run_cause` is the one place that turns a cras
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from shared.logcontext import log_context
@@ -35,12 +35,16 @@ class Cause:
         remediation: tuple[str, ...] = (),
         reason: str | None = None,
         subjects: tuple[str, ...] = (),
+        affected: Mapping[str, tuple[str, ...]] | None = None,
+        unchecked: Mapping[str, str] | None = None,
     ) -> CauseResult:
-        return CauseResult(self.id, status, self.title, summary, evidence, remediation, reason, subjects)
+        return CauseResult(self.id, status, self.title, summary, evidence, remediation, reason, subjects,
+                           dict(affected or {}), dict(unchecked or {}))
 
-    def unknown(self, reason: str, *, evidence: tuple[Evidence, ...] = ()) -> CauseResult:
+    def unknown(self, reason: str, *, evidence: tuple[Evidence, ...] = (),
+                unchecked: Mapping[str, str] | None = None) -> CauseResult:
         return self.result(Status.UNKNOWN, f"Could not be checked: {reason}", reason=reason,
-                           evidence=evidence)
+                           evidence=evidence, unchecked=unchecked)
 
 
 def run_cause(cause: Cause, snapshot: ClusterSnapshot) -> CauseResult:

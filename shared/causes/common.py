@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from shared.causes.base import Cause
 from shared.model import CauseResult, Evidence, Status
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
+from shared.tunnel import KUBELET_PORT, TUNNEL_COMPONENT, TUNNEL_CONTAINERS
 
-KUBELET_PORT = 10250
-TUNNEL_CONTAINERS = ("konnectivity-agent", "tunnel-front", "aks-link")
-TUNNEL_COMPONENT = {"konnectivity-agent": "konnectivity", "tunnel-front": "tunnel-front", "aks-link": "aks-link"}
+__all__ = ["KUBELET_PORT", "TUNNEL_COMPONENT", "TUNNEL_CONTAINERS"]
+
 
 
 def running_nodes(snapshot: ClusterSnapshot) -> tuple[Node, ...] | Unavailable:
@@ -59,6 +59,9 @@ class NodeOutcome:
     status: Status
     detail: str
     remediation: tuple[str, ...] = ()
+    # The thing to fix (a UFW rule, an iptables rule, a firewall, a route): one finding however many nodes
+    # it hits. None: the node itself is the subject (nothing narrower is known).
+    subject: str | None = None
 
 
 def fold_node_outcomes(cause: Cause, outcomes: Sequence[NodeOutcome], *, problem: str,
@@ -66,22 +69,34 @@ def fold_node_outcomes(cause: Cause, outcomes: Sequence[NodeOutcome], *, problem
     """Any detected node makes the cause detected; otherwise any unknown node makes it unknown.
 
     A cause is only `clear` when every inspected node answered conclusively, and `not_applicable`
-    only when no node could have it at all (e.g. none has ufw installed).
+    only when no node could have it at all (e.g. none has ufw installed). Detected nodes are grouped by
+    what to fix (`NodeOutcome.subject`), so one rule on a hundred nodes is one subject; nodes that could
+    not be checked are listed in `unchecked` even when another node is detected, so that a partial run
+    never resolves a finding it did not re-check.
     """
     by_status: dict[Status, list[NodeOutcome]] = {s: [] for s in Status}
     for outcome in outcomes:
         by_status[outcome.status].append(outcome)
     detected, unknown = by_status[Status.DETECTED], by_status[Status.UNKNOWN]
     evidence = tuple(Evidence(o.node, o.detail) for o in (*detected, *unknown))
+    unchecked = {o.node: o.detail for o in unknown}
     if detected:
-        names = ", ".join(o.node for o in detected)
+        affected: dict[str, list[str]] = {}
+        for o in detected:
+            nodes = affected.setdefault(o.subject or o.node, [])
+            if o.node not in nodes:
+                nodes.append(o.node)
+        names = ", ".join(dict.fromkeys(o.node for o in detected))
         remediation = tuple(dict.fromkeys(r for o in detected for r in o.remediation))
-        return cause.result(Status.DETECTED, f"{problem} on {len(detected)} node(s): {names}.",
-                            evidence=evidence, remediation=remediation,
-                            subjects=tuple(o.node for o in detected))
+        summary = f"{problem} on {len({o.node for o in detected})} node(s): {names}."
+        if unknown:
+            summary += f" Not checked: {', '.join(unchecked)}."
+        return cause.result(Status.DETECTED, summary, evidence=evidence, remediation=remediation,
+                            subjects=tuple(affected), affected={k: tuple(v) for k, v in affected.items()},
+                            unchecked=unchecked)
     if unknown:
         reason = "; ".join(f"{o.node}: {o.detail}" for o in unknown)
-        return cause.unknown(reason, evidence=evidence)
+        return cause.unknown(reason, evidence=evidence, unchecked=unchecked)
     clear = by_status[Status.CLEAR]
     if clear:
         return cause.result(

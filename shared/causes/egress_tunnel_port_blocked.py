@@ -15,25 +15,11 @@ from shared.model import CauseId, CauseResult, Status
 from shared.netrules.nsg import evaluate_path
 from shared.netrules.nsg_types import Flow
 from shared.snapshot import ClusterSnapshot, Firewall, Node, NodeProbe, Unavailable
+from shared.tunnel import api_host, tunnel_ports
 
-PORTS_BY_TUNNEL = {
-    "konnectivity": ("tcp/443",),
-    "tunnel-front": ("tcp/9000",),
-    "aks-link": ("udp/1194",),
-    "unknown": ("tcp/443",),
-}
+__all__ = ["api_host", "tunnel_ports"]
+
 BLOCKED_OUTCOMES = {"timeout", "refused", "noroute"}
-
-
-def tunnel_ports(snapshot: ClusterSnapshot) -> tuple[str, ...]:
-    """Ports the cluster's tunnel needs; private clusters only ever use 443 over Private Link."""
-    if snapshot.private:
-        return ("tcp/443",)
-    return PORTS_BY_TUNNEL.get(snapshot.tunnel, ("tcp/443",))
-
-
-def api_host(snapshot: ClusterSnapshot) -> str:
-    return (snapshot.private_fqdn if snapshot.private else snapshot.fqdn) or f"*.hcp.{snapshot.location}.azmk8s.io"
 
 
 def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:

@@ -20,13 +20,13 @@ from enum import Enum
 
 from shared.probe.params import TUNNEL_CHECKS
 from shared.snapshot import NodeProbe, Unavailable
+from shared.tunnel import TUNNEL_CONTAINERS
 
 BEGIN_LINE = "==AKSPROBE v1 BEGIN=="
 END_TEMPLATE = "==AKSPROBE v1 END lines={count}=="
 FRAME_LIMIT = 3999  # bytes of the whole frame, trailing newline included
 TOOLARGE_RESERVE = 40  # room kept for the iptables line while deciding whether ufw fits
 AZURE_STREAM_LIMIT = 4096  # run-command keeps the last 4,096 bytes of stdout and of stderr
-TUNNEL_CONTAINERS = ("konnectivity-agent", "tunnel-front", "aks-link")
 REACH_OUTCOMES = ("ok", "timeout", "refused", "noroute", "error")
 EGRESS_OUTCOMES = (*REACH_OUTCOMES, "unresolved")
 TRUNCATED = "probe output was truncated"

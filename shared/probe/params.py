@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+from shared.tunnel import KUBELET_PORT
+
 PROTOCOL_VERSION = "1"
 PARAMETER_NAMES = ("protocol", "apiHost", "tunnelChecks", "targets", "kubeletPort", "timeout")
 TUNNEL_CHECKS = ("tcp/443", "tcp/9000", "udp/1194")
 MAX_TARGETS = 32
 CONCURRENT_CHECKS = 8
-KUBELET_PORT = 10250
 NONE_MARKER = "-"
 
 # A DNS name: dot-separated labels of letters, digits and inner hyphens (stricter than the script,

@@ -1,0 +1,1 @@
+"""Development-only tools: the local Azure emulator, the demo and the local dev host. Never deployed."""
