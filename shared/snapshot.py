@@ -127,13 +127,33 @@ class ActivityEvent:
 
 
 @dataclass(frozen=True)
+class TlsCheck:
+    """The node's own TLS handshake to the API server on 443, offering ALPN `konnectivity`.
+
+    `verified` is whether the served chain verifies against the cluster CA the node already holds
+    (None: could not tell); `alpn` is the protocol the server selected (None: none negotiated). A chain
+    from another issuer or a missing ALPN means TLS inspection or ALPN stripping on the egress path.
+    `error` says why the handshake could not be made or judged (no openssl, no CA file, no answer).
+    """
+
+    verified: bool | None
+    alpn: str | None
+    issuer: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class NodeProbe:
     """What the node probe script saw on one node (parsed from its framed output).
 
     Raw tool outputs are kept as text so that the same parsers serve `analyze` and the monitor.
     `ufw_status` is None when ufw is not installed; `containers` is None when crictl is absent.
     `reachability` maps a node IP to the netcat outcome of TCP 10250 from this node;
-    `egress` maps "tcp/443", "tcp/9000", "udp/1194" to the outcome towards the API server.
+    `egress` maps "tcp/443", "tcp/9000", "udp/1194" to the outcome towards the API server: ok, timeout,
+    refused, noroute, error, unresolved, or (UDP only) `silent`: no answer and no ICMP error, which
+    proves nothing (a drop and a listening server that ignores the datagram look the same). UDP 1194 is
+    `ok` only when an aks-link (OpenVPN) server answered the probe's client hard-reset.
+    `container_states` maps a tunnel container name to its crictl state (e.g. "running", "exited").
     """
 
     node: str
@@ -143,6 +163,8 @@ class NodeProbe:
     reachability: Mapping[str, str] = field(default_factory=dict)
     egress: Mapping[str, str] = field(default_factory=dict)
     api_server_ip: str | None = None
+    tls: TlsCheck | None = None
+    container_states: Mapping[str, str] = field(default_factory=dict)
     # Why a section could not be read (too large, the tool failed): only that cause turns unknown.
     ufw_error: str | None = None
     iptables_error: str | None = None

@@ -30,7 +30,7 @@ from devtools.emulator.scenario import ClusterSpec, Fleet
 from devtools.emulator.scenario_load import fleet_from_json, load_scenario
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_SCENARIO = REPO / "shared" / "emulator" / "scenarios" / "demo.json"
+DEMO_SCENARIO = REPO / "devtools" / "emulator" / "scenarios" / "demo.json"
 DEMO_SUBSCRIPTION = "6b1f1ae4-2c3e-4d6e-9b7a-1a2b3c4d5e6f"
 DEMO_DEV_SUBSCRIPTION = "0c2d5f3a-7b8e-4f90-a1b2-c3d4e5f60718"
 
