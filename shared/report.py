@@ -45,6 +45,32 @@ def symptom_json(snapshot: ClusterSnapshot) -> dict[str, Any]:
     return {"status": status, "tunnelNodes": tunnel, "unreachableNodes": unreachable}
 
 
+def coverage_json(snapshot: ClusterSnapshot) -> dict[str, Any]:
+    """How much of the cluster the node probes saw: nodes probed of running nodes, per pool.
+
+    In `sample` mode a `clear` from a node-level cause speaks for the probed nodes only; saying so in the
+    report (and in findings) keeps the sample honest.
+    """
+    nodes: tuple[Node, ...] = () if isinstance(snapshot.nodes, Unavailable) else snapshot.nodes
+    pools: dict[str, dict[str, int]] = {}
+    for node in nodes:
+        if not node.running:
+            continue
+        entry = pools.setdefault(node.pool, {"nodes": 0, "probed": 0})
+        entry["nodes"] += 1
+        entry["probed"] += int(isinstance(snapshot.probes.get(node.name), NodeProbe))
+    return {
+        "probes": snapshot.probes_mode,
+        "pools": [{"pool": name, "probed": v["probed"], "nodes": v["nodes"]} for name, v in sorted(pools.items())],
+    }
+
+
+def coverage_text(coverage: dict[str, Any]) -> str:
+    """One line for people: `sample: pool1 2/10, pool2 2/3 nodes probed`."""
+    pools = ", ".join(f"{p['pool']} {p['probed']}/{p['nodes']}" for p in coverage.get("pools", []))
+    return f"{coverage.get('probes', 'off')}: {pools or 'no nodes'} nodes probed"
+
+
 def build_report(snapshot: ClusterSnapshot, results: Sequence[CauseResult], checked_at: datetime) -> dict[str, Any]:
     return {
         "cluster": cluster_json(snapshot),
@@ -52,4 +78,5 @@ def build_report(snapshot: ClusterSnapshot, results: Sequence[CauseResult], chec
         "verdict": str(verdict_of(r.status for r in results)),
         "causes": [r.to_json() for r in results],
         "symptom": symptom_json(snapshot),
+        "coverage": coverage_json(snapshot),
     }
