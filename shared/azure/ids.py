@@ -12,7 +12,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_]{0,62}$")
 
 def is_guid(value: str) -> bool:
     """Subscription ids are GUIDs; anything else is a typo worth naming before any call is made."""
-    return bool(_GUID.match(value))
+    return bool(_GUID.fullmatch(value))
 
 
 class InvalidResourceId(ValueError):
@@ -33,23 +33,31 @@ class ClusterRef:
         )
 
 
+_CLUSTER_ID = re.compile(
+    r"/?subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers/microsoft\.containerservice"
+    r"/managedclusters/(?P<name>[^/]+)",
+    re.IGNORECASE,
+)
+
+
 def parse_cluster_id(value: str) -> ClusterRef:
-    """Accepts any casing of the segment names (AKS itself returns `resourcegroups`)."""
-    parts = value.strip().strip("/").split("/")
-    lowered = [p.lower() for p in parts]
-    expected = ["subscriptions", None, "resourcegroups", None, "providers", "microsoft.containerservice",
-                "managedclusters", None]
-    if len(parts) != len(expected) or any(e is not None and lowered[i] != e for i, e in enumerate(expected)):
+    """Accepts any casing of the segment names (AKS itself returns `resourcegroups`).
+
+    The whole text must be the id (`fullmatch`, no stripping): a trailing newline pasted from a file or
+    junk after the name would otherwise be carried into every ARM call and the findings' keys.
+    """
+    matched = _CLUSTER_ID.fullmatch(value)
+    if matched is None:
         raise InvalidResourceId(
             f"not a managed cluster resource id: {value!r} (expected /subscriptions/<guid>/resourceGroups/<rg>"
             "/providers/Microsoft.ContainerService/managedClusters/<name>)"
         )
-    subscription, group, name = parts[1], parts[3], parts[7]
+    subscription, group, name = matched["sub"], matched["rg"], matched["name"]
     if not is_guid(subscription):
         raise InvalidResourceId(f"subscription id is not a GUID: {subscription!r}")
-    if not _RG.match(group) or group.endswith("."):
+    if not _RG.fullmatch(group) or group.endswith("."):
         raise InvalidResourceId(f"invalid resource group name: {group!r}")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidResourceId(f"invalid cluster name: {name!r}")
     return ClusterRef(subscription.lower(), group, name)
 
