@@ -33,6 +33,9 @@ class Node:
     instance_id: str = ""
     nic_nsg_id: str | None = None
     running: bool = True
+    # Application security groups of the NIC's primary IP configuration: NSG rules may name them as
+    # source or destination, so two nodes on one subnet and NSG can still be treated differently.
+    asg_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,9 @@ class ClusterSnapshot:
     subnets: Mapping[str, Subnet] = field(default_factory=dict)
     nsgs: Mapping[str, NetworkSecurityGroup] | Unavailable = field(default_factory=dict)
     address_context: AddressContext = field(default_factory=AddressContext)
+    # NSGs attached on some node's path that could not be read (id lower case -> why): the flows through
+    # them are undecided, while flows elsewhere (and denies that hold whatever they say) are still judged.
+    nsg_errors: Mapping[str, str] = field(default_factory=dict)
     admin_rules: tuple[AdminRule, ...] | Unavailable = ()
     route_tables: Mapping[str, RouteTable] = field(default_factory=dict)
     firewall: Firewall | Unavailable | None = None
