@@ -6,7 +6,7 @@ because it runs on every cold start.
 
 import azure.functions as func
 
-from shared.functions import http, timers, workers
+from shared.functions import dashboard, http, timers, workers
 from shared.telemetry import configure_telemetry
 
 configure_telemetry()
@@ -15,3 +15,4 @@ app = func.FunctionApp()
 app.register_functions(timers.bp)
 app.register_functions(workers.bp)
 app.register_functions(http.bp)
+app.register_functions(dashboard.bp)

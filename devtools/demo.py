@@ -156,7 +156,8 @@ def run_demo(*, serve: bool = True, port: int = 7071) -> int:
         stack.callback(host.stop)
         print()
         print(f"API: http://127.0.0.1:{host.port}/api/findings  /api/health  "
-              "/api/diagnose?clusterId=<id>   (Ctrl-C stops and cleans up)")
+              "/api/diagnose?clusterId=<id>")
+        print(f"fleet page: http://127.0.0.1:{host.port}/api/dashboard   (Ctrl-C stops and cleans up)")
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

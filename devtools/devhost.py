@@ -1,8 +1,8 @@
 """`python -m shared serve`: the HTTP routes under /api/... and the timers, for laptops without Core Tools.
 
-The routes call the same `Api` as the Functions blueprint; the timers run whole cycles in-process on the
-same NCRONTAB schedules (there is no queue fan-out to scale out locally). Function keys are not checked
-here: the host binds to loopback only.
+The routes call the same `Api` (and the fleet page's `Dashboard`) as the Functions blueprints; the timers
+run whole cycles in-process on the same NCRONTAB schedules (there is no queue fan-out to scale out
+locally). Function keys are not checked here: the host binds to loopback only.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from shared.functions import ncrontab
 from shared.functions.api import Api, ApiResponse
+from shared.functions.dashboard import Dashboard, WebResponse
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def schedules_from_env(env: Mapping[str, str]) -> dict[str, ncrontab.Schedule]:
     return parsed
 
 
-def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
+def _handler(api: Api, dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "tunnelmon-devhost"
 
@@ -50,14 +51,17 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            query = dict(parse_qsl(url.query))
             try:
-                result = api.route(method, url.path, dict(parse_qsl(url.query)), body)
+                page = dashboard.route(method, url.path, query)
+                result = page or WebResponse.from_api(api.route(method, url.path, query, body))
             except Exception as exc:  # the host must keep serving
                 log.exception("request failed")
-                result = ApiResponse(500, {"error": {"message": f"{type(exc).__name__}: {exc}"}})
-            payload = result.json_bytes()
+                result = WebResponse.from_api(
+                    ApiResponse(500, {"error": {"message": f"{type(exc).__name__}: {exc}"}}))
+            payload = result.body
             self.send_response(result.status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", result.content_type)
             self.send_header("Content-Length", str(len(payload)))
             for key, value in result.headers.items():
                 self.send_header(key, value)
@@ -110,8 +114,9 @@ class DevHost:
     def __init__(self, monitor_factory: Callable[[], Any], port: int, *, timers: bool = True,
                  env: Mapping[str, str] | None = None) -> None:
         self.api = Api(monitor_factory)
+        self.dashboard = Dashboard(monitor_factory)
         self._factory = monitor_factory
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self.api))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self.api, self.dashboard))
         self.port = self.server.server_address[1]
         schedules = schedules_from_env(os.environ if env is None else env)
         self.timers = TimerLoop(schedules, self._fire) if timers else None

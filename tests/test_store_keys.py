@@ -112,7 +112,7 @@ def test_split_property_round_trips_large_payloads() -> None:
 
 
 def test_table_names() -> None:
-    assert len(set(DEFAULT_TABLES.all())) == 7
+    assert len(set(DEFAULT_TABLES.all())) == 8
     assert DEFAULT_TABLES.namespaced("T1").findings == "tunnelmonFindingsT1"
     with pytest.raises(ValueError, match="table name"):
         TableNames(findings="bad-name")

@@ -14,6 +14,7 @@ var tableNames = [
   'tunnelmonOutbox'
   'tunnelmonClusterStatus'
   'tunnelmonDiagnoses'
+  'tunnelmonSnatSamples'
 ]
 
 // shared/monitor/queues.py QUEUES, plus the poison queue the host would create on first failure:

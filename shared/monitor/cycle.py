@@ -156,6 +156,7 @@ class Monitor:
     def _check_cluster(self, member: FleetMember, families: Sequence[str], collector: Collector,
                        activity: tuple[ActivityEvent, ...] | Unavailable | None) -> ClusterOutcome:
         from shared.store.lifecycle import reconcile
+        from shared.store.snat_samples import record_snat_sample
         from shared.store.status import save_cluster_status
 
         checked_at = self.now()
@@ -171,6 +172,7 @@ class Monitor:
             )
             run_commands = prober.run_commands
         results = evaluate_all(snapshot)
+        record_snat_sample(self.store, snapshot, checked_at, families=families)  # fleet page chart; never raises
         owned = {c for f in families for c in FAMILIES[f]}
         mine = [r for r in results if r.id in owned]
         report = build_report(snapshot, [_hide(r, owned) for r in results], checked_at)

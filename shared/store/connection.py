@@ -155,6 +155,7 @@ class Store:
     diagnoses: TableClient
     channels: tuple[str, ...] = ()
     names: TableNames = field(default=DEFAULT_TABLES)
+    snat_samples: TableClient | None = None  # None: SNAT samples are not kept (a Store built by hand)
 
 
 def store_from_service(service: TableServiceClient, *, names: TableNames = DEFAULT_TABLES,
@@ -170,6 +171,7 @@ def store_from_service(service: TableServiceClient, *, names: TableNames = DEFAU
         cluster_status=service.get_table_client(names.cluster_status),
         diagnoses=service.get_table_client(names.diagnoses),
         channels=channels,
+        snat_samples=service.get_table_client(names.snat_samples),
         names=names,
     )
 

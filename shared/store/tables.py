@@ -21,6 +21,9 @@ outbox          PK = channel name (`teams`, `slack`, `webhook`)
 cluster status  PK = cluster key, RK = check family (`snat`, `nsg`, `probe`): latest report JSON (split over
                 properties when long), verdict, checked_at.
 diagnoses       PK = request id (32 hex), RK = "": status pending/done/failed and the report JSON.
+snat samples    PK = cluster key, RK = `<YYYY-MM-DDTHH:MM:SSZ>` of the check: one compact SNAT sample per
+                cluster per cycle (used/allocated ports, failed connections, threshold) for the fleet page's
+                chart; rows older than SNAT_SAMPLE_RETENTION_DAYS are pruned as new ones arrive.
 
 Times are stored as fixed-width UTC strings so that string order is time order in OData filters.
 """
@@ -50,6 +53,8 @@ class TableNames:
     cluster_status: str = "tunnelmonClusterStatus"
     # PK = request id, RK = "": on-demand diagnoses with node probes, answered through a status URL.
     diagnoses: str = "tunnelmonDiagnoses"
+    # PK = cluster key, RK = check time: one compact SNAT sample per cluster per cycle (fleet page chart).
+    snat_samples: str = "tunnelmonSnatSamples"
 
     def __post_init__(self) -> None:
         for name in self.all():
