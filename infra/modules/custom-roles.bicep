@@ -11,9 +11,11 @@ param enableNodeProbes bool
 var customRoles = {
   'network-actions': {
     roleName: 'AKS tunnel monitor network reads (${environmentName})'
-    description: 'AKS tunnel monitor: network read actions (AVNM effective admin rules)'
+    description: 'AKS tunnel monitor: read actions beyond Reader (AVNM effective admin rules, AKS cluster user and monitoring user kubeconfigs)'
     actions: [
       'Microsoft.Network/virtualNetworks/listNetworkManagerEffectiveSecurityAdminRules/action'
+      'Microsoft.ContainerService/managedClusters/listClusterUserCredential/action'
+      'Microsoft.ContainerService/managedClusters/listClusterMonitoringUserCredential/action'
     ]
   }
   'node-probes': {

@@ -41,6 +41,12 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("AVNM effective security admin rules",
               "Microsoft.Network/virtualNetworks/listNetworkManagerEffectiveSecurityAdminRules/action",
               "NetworkManagementClient.list_network_manager_effective_security_admin_rules", "network-actions"),
+    Operation("managed cluster user credential (Entra ID clusters: API server URL and CA)",
+              "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action",
+              "ContainerServiceClient.managed_clusters.list_cluster_user_credentials", "network-actions"),
+    Operation("managed cluster monitoring user credential (local-account clusters)",
+              "Microsoft.ContainerService/managedClusters/listClusterMonitoringUserCredential/action",
+              "ContainerServiceClient.managed_clusters.list_cluster_monitoring_user_credentials", "network-actions"),
     Operation("metrics list", "Microsoft.Insights/metrics/read",
               "MonitorManagementClient.metrics.list", "Monitoring Reader"),
     Operation("activity log list", "Microsoft.Insights/eventtypes/values/read",
@@ -52,6 +58,7 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 CUSTOM_ROLES: dict[str, str] = {
-    "network-actions": "AKS tunnel monitor: network read actions (AVNM effective admin rules)",
+    "network-actions": "AKS tunnel monitor: read actions beyond Reader (AVNM effective admin rules, AKS "
+                       "cluster user and monitoring user kubeconfigs)",
     "node-probes": "AKS tunnel monitor: node probes (VMSS run-command)",
 }
