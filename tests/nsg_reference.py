@@ -326,3 +326,62 @@ def reference_path_matches(actual: PathDecision, expected: ReferencePath) -> boo
     if expected.blamed_rule is None:
         return actual.reason is None
     return actual.reason is not None and f"'{expected.blamed_rule}'" in actual.reason
+
+
+# ------------------------------------------------------------------ whole-cluster reference (every node pair)
+
+
+@dataclass(frozen=True)
+class ReferenceNode:
+    name: str
+    ip: str
+    subnet_nsg: NetworkSecurityGroup | None
+    nic_nsg: NetworkSecurityGroup | None
+    asgs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReferenceCluster:
+    """What TCP 10250 between every ordered pair of distinct nodes comes to, with no shortcut at all."""
+
+    blocking_rules: frozenset[str]  # rule ids (AVNM rules: their id) that deny some pair
+    blocked_destinations: dict[str, frozenset[str]]  # rule id -> destination nodes it blocks
+    undecided_destinations: frozenset[str]  # nodes with an undecided, not denied, inbound pair
+
+
+def ref_cluster(nodes: Sequence[ReferenceNode], vnet_prefixes: Sequence[str],
+                admin_rules: Sequence[AdminRule] = ()) -> ReferenceCluster:
+    """Every pair: outbound on the source (NIC, subnet), then inbound on the destination (subnet, NIC).
+
+    ASG membership is rebuilt here from the nodes, the way Azure sees it (a NIC's IP configuration
+    belongs to its ASGs), so the cause's own context building is checked too.
+    """
+    members: dict[str, set[str]] = {}
+    for node in nodes:
+        for asg in node.asgs:
+            members.setdefault(asg.lower(), set()).add(node.ip)
+    context = AddressContext(tuple(vnet_prefixes), {k: frozenset(v) for k, v in members.items()})
+    blocking: dict[str, set[str]] = {}
+    undecided: set[str] = set()
+    for source in nodes:
+        for destination in nodes:
+            if source is destination and len(nodes) > 1:
+                continue
+            outcome = None
+            pair_undecided = False
+            for direction, path in (("Outbound", [source.nic_nsg, source.subnet_nsg]),
+                                    ("Inbound", [destination.subnet_nsg, destination.nic_nsg])):
+                flow = Flow(direction, "Tcp", source.ip, 49152, destination.ip, 10250)  # type: ignore[arg-type]
+                verdict = ref_evaluate_path(flow, path, context, admin_rules)
+                if verdict.allowed is False:
+                    outcome = verdict.decisions[-1]
+                    break
+                if verdict.allowed is None:
+                    pair_undecided = True
+            if outcome is not None:
+                rule_id = outcome.rule_id or f"{outcome.container_id}/{outcome.rule_name}"
+                blocking.setdefault(rule_id, set()).add(destination.name)
+            elif pair_undecided:
+                undecided.add(destination.name)
+    return ReferenceCluster(frozenset(blocking), {k: frozenset(v) for k, v in blocking.items()},
+                            frozenset(undecided))

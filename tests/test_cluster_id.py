@@ -55,4 +55,5 @@ def test_cli_exits_2_with_a_one_line_error(suffix: str) -> None:
     assert done.stdout == ""
     assert done.stderr.strip() != ""
     assert done.stderr.strip().count("\n") == 0, done.stderr
-    assert "cluster" in done.stderr and "aks-1" in done.stderr  # names what was wrong
+    assert "cluster" in done.stderr  # names what was wrong
+    assert "aks-1" in done.stderr

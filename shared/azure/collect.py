@@ -176,6 +176,7 @@ class Collector:
             nodes=nodes,
             subnets=network["subnets"],
             nsgs=network["nsgs"],
+            nsg_errors=network["nsg_errors"],
             address_context=network["context"],
             admin_rules=network["admin"],
             route_tables=network["routes"],
@@ -213,6 +214,7 @@ class Collector:
                     vmss_id=vmss.id,
                     instance_id=nic.instance_id,
                     nic_nsg_id=nic.nsg_id,
+                    asg_ids=nic.asg_ids,
                     running=True if state is None or state.running is None else state.running,
                 ))
         nodes.sort(key=lambda n: (n.pool, n.name))
@@ -260,15 +262,17 @@ class Collector:
                 subnets[norm(s.id)] = s
         nsg_ids = sorted({i for n in nodes for i in (n.nic_nsg_id, _subnet_nsg(subnets, n)) if i}, key=str.lower)
         nsgs: dict[str, NetworkSecurityGroup] | Unavailable = {}
+        nsg_errors: dict[str, str] = {}
         if vnet_errors:
             nsgs = vnet_errors[0]
         else:
+            # One unreadable NSG leaves only the flows through it undecided (see ClusterSnapshot.nsg_errors).
             for nsg_id in nsg_ids:
                 got_nsg = self._safe(f"NSG {last_name(nsg_id)}", partial(
                     self._get, subscription, nsg_id, "network_security_groups", rest.network_security_group))
                 if isinstance(got_nsg, Unavailable):
-                    nsgs = got_nsg
-                    break
+                    nsg_errors[norm(nsg_id)] = got_nsg.reason
+                    continue
                 assert isinstance(nsgs, dict)
                 nsgs[nsg_id] = got_nsg
                 nsgs[norm(nsg_id)] = got_nsg
@@ -285,7 +289,7 @@ class Collector:
         routes, firewall = self._egress(subscription, nodes, subnets, vnets)
         nat = {k: v for vnet in vnets for k, v in vnet.nat_gateways.items()}
         return {"subnets": subnets, "nat": nat, "nsgs": nsgs, "nsgs_ids": nsg_ids, "context": context, "admin": admin,
-                "routes": routes, "firewall": firewall}
+                "routes": routes, "firewall": firewall, "nsg_errors": nsg_errors}
 
     def _admin_rules(self, subscription: str, vnets: list[rest.VnetFacts]) -> tuple[AdminRule, ...] | Unavailable:
         network = self.clients.network(subscription)

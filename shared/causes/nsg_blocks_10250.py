@@ -4,18 +4,43 @@ The tunnel agent reaches each kubelet from a node inside the VNet, so the flow i
 does: outbound on the source NIC then subnet, inbound on the destination subnet then NIC, with AVNM admin
 rules first in each direction. Each blocking rule is its own finding subject, so fixing one rule resolves
 exactly that finding.
+
+Which flows: every node is a possible agent host and a possible kubelet, but nodes that no rule can tell
+apart need not be evaluated twice. Nodes fall into classes by what a rule can see of them (subnet, NIC
+NSG, application security groups, and which rule prefixes contain their IP), and one flow is decided per
+(source class, destination class) pair on both ends. Nothing else can make two flows differ, so this is
+exact, and a "Deny from asg-poolb" is evaluated as soon as one node carries asg-poolb.
+
+Partial results: a flow that cannot be decided (a service tag whose ranges are unknown, an NSG that could
+not be read) is never folded into clear. If another flow is denied the cause is detected, and the nodes
+whose flows were undecided are listed in `unchecked` so that their findings stay open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from shared.causes.base import Cause
-from shared.causes.common import KUBELET_PORT, always_applicable, running_nodes, tunnel_nodes
+from shared.causes.common import KUBELET_PORT, always_applicable, running_nodes
 from shared.model import CauseId, CauseResult, Evidence, Status
-from shared.netrules.nsg import evaluate_path, first_free_priority_below
-from shared.netrules.nsg_types import Direction, Flow, NetworkSecurityGroup, PathDecision, RuleDecision
+from shared.netrules.nsg import (
+    AVNM_CONTAINER_ID,
+    CompiledAdminRules,
+    compile_admin_rules,
+    evaluate_path,
+    first_free_priority_below,
+)
+from shared.netrules.nsg_types import (
+    AddressContext,
+    AdminRule,
+    Direction,
+    Flow,
+    NetworkSecurityGroup,
+    PathDecision,
+    RuleDecision,
+)
 from shared.snapshot import ActivityEvent, ClusterSnapshot, Node, Unavailable
 
 EPHEMERAL_SOURCE_PORT = 49152
@@ -27,15 +52,16 @@ class _Block:
     destination: Node
     direction: str
     decision: RuleDecision
+    destinations: tuple[str, ...]  # every node of the destination class: all equally blocked
 
 
-def _nsg(nsgs: Mapping[str, NetworkSecurityGroup], nsg_id: str | None) -> NetworkSecurityGroup | None:
-    if not nsg_id:
-        return None
-    found = nsgs.get(nsg_id) or nsgs.get(nsg_id.lower())
-    if found is None:
-        raise LookupError(f"NSG {nsg_id} is attached but was not collected")
-    return found
+@dataclass(frozen=True)
+class _Undecided:
+    source: Node
+    destination: Node
+    direction: str
+    reason: str
+    destinations: tuple[str, ...]
 
 
 def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
@@ -49,42 +75,121 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
     if not nodes:
         return CAUSE.unknown("the cluster has no running nodes with a private IP to check")
     nsgs = snapshot.nsgs
-    sources = _representative_sources(snapshot, nodes)
+    rules = _Rules(snapshot, nsgs, compile_admin_rules(snapshot.admin_rules),
+                   _context_with_node_asgs(snapshot.address_context, nodes))
+    classes = _node_classes(snapshot, nodes, nsgs, rules.context)
     blocks: list[_Block] = []
-    undecided: list[str] = []
+    undecided: list[_Undecided] = []
     checked = 0
-    for destination in nodes:
-        for source in sources:
-            if source.name == destination.name and len(nodes) > 1:
+    for destination_class in classes:
+        for source_class in classes:
+            pair = _representative_pair(source_class, destination_class, single_node=len(nodes) == 1)
+            if pair is None:
                 continue
+            source, destination = pair
             checked += 1
-            for direction, decision in _evaluate_flow(snapshot, nsgs, source, destination):
-                if decision.allowed is None:
-                    undecided.append(
-                        f"{source.name} -> {destination.name} ({direction}): {decision.reason or 'undecidable'}"
-                    )
-                elif decision.allowed is False and decision.blocking is not None:
-                    blocks.append(_Block(source, destination, direction, decision.blocking))
+            names = tuple(n.name for n in destination_class)
+            pending: list[_Undecided] = []
+            for direction, decision in rules.evaluate_flow(source, destination):
+                if decision.allowed is False and decision.blocking is not None:
+                    blocks.append(_Block(source, destination, direction, decision.blocking, names))
+                    pending = []  # denied on one end: what the other end would do no longer matters
                     break
+                if decision.allowed is None:
+                    pending.append(_Undecided(source, destination, direction,
+                                              decision.reason or "undecidable", names))
+            undecided.extend(pending)
+    unchecked = _unchecked(undecided)
     if blocks:
-        return _detected(snapshot, nsgs, blocks, undecided)
+        return _detected(snapshot, nsgs, blocks, undecided, unchecked)
     if undecided:
-        return CAUSE.unknown("; ".join(dict.fromkeys(undecided)))
+        reasons = "; ".join(dict.fromkeys(_describe_undecided(u) for u in undecided))
+        return CAUSE.unknown(reasons, evidence=tuple(Evidence(u.destination.name, _describe_undecided(u))
+                                                     for u in undecided), unchecked=unchecked)
     attached = sorted({nid for n in nodes for nid in _path_nsg_ids(snapshot, n)})
     return CAUSE.result(
         Status.CLEAR,
-        f"TCP {KUBELET_PORT} is allowed between nodes ({checked} node-to-node flows checked across "
-        f"{len(attached)} NSG(s)).",
+        f"TCP {KUBELET_PORT} is allowed between nodes ({checked} node-to-node flows checked, one per distinct "
+        f"subnet / NIC NSG / ASG set / rule prefix combination, across {len(attached)} NSG(s)).",
         evidence=tuple(Evidence(nid, f"allows TCP {KUBELET_PORT} from the node subnets") for nid in attached),
     )
 
 
-def _representative_sources(snapshot: ClusterSnapshot, nodes: tuple[Node, ...]) -> list[Node]:
-    """One source per distinct (subnet, NIC NSG) among the tunnel nodes: rules only differ along those."""
-    seen: dict[tuple[str, str | None], Node] = {}
-    for node in tunnel_nodes(snapshot) or nodes:
-        seen.setdefault((node.subnet_id.lower(), (node.nic_nsg_id or "").lower() or None), node)
-    return list(seen.values())
+# ------------------------------------------------------------------ which flows
+
+
+def _context_with_node_asgs(context: AddressContext, nodes: Iterable[Node]) -> AddressContext:
+    """The collected ASG membership plus each node's own ASGs (hand-built snapshots carry only the latter)."""
+    members: dict[str, set[str]] = {k.lower(): set(v) for k, v in context.asg_members.items()}
+    added = False
+    for node in nodes:
+        for asg in node.asg_ids:
+            if node.private_ip and node.private_ip not in members.setdefault(asg.lower(), set()):
+                members[asg.lower()].add(node.private_ip)
+                added = True
+    if not added:
+        return context
+    return AddressContext(context.vnet_prefixes, {k: frozenset(v) for k, v in members.items()})
+
+
+def _rule_prefixes(nsgs: Mapping[str, NetworkSecurityGroup], admin_rules: Iterable[AdminRule],
+                   context: AddressContext) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Every IP prefix a rule or the VirtualNetwork tag can test: the only way an IP changes a verdict."""
+    items: set[str] = set(context.vnet_prefixes)
+    for nsg in {id(n): n for n in nsgs.values()}.values():
+        for rule in nsg.rules:
+            items.update(rule.source_prefixes)
+            items.update(rule.destination_prefixes)
+    for admin in admin_rules:
+        items.update(admin.sources)
+        items.update(admin.destinations)
+    networks = []
+    for item in {i.strip() for value in items for i in value.split(",") if i.strip()}:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            continue  # a service tag: evaluated as such, the same for every node IP inside the VNet
+    return networks
+
+
+def _node_classes(snapshot: ClusterSnapshot, nodes: tuple[Node, ...], nsgs: Mapping[str, NetworkSecurityGroup],
+                  context: AddressContext) -> list[list[Node]]:
+    """Nodes grouped by everything an NSG or admin rule can tell apart, in node order.
+
+    A node's ASGs are those of its NIC plus any ASG whose collected members include its IP.
+    """
+    admin = snapshot.admin_rules if not isinstance(snapshot.admin_rules, Unavailable) else ()
+    networks = _rule_prefixes(nsgs, admin, context)
+    asgs_of_ip: dict[str, set[str]] = {}
+    for asg, members in context.asg_members.items():
+        for member in members:
+            asgs_of_ip.setdefault(member, set()).add(asg.lower())
+    classes: dict[tuple[object, ...], list[Node]] = {}
+    for node in nodes:
+        assert node.private_ip
+        try:
+            ip = ipaddress.ip_address(node.private_ip)
+            inside = frozenset(str(n) for n in networks if ip.version == n.version and ip in n)
+        except ValueError:
+            inside = frozenset({f"unparsed:{node.private_ip}"})
+        key = (
+            node.subnet_id.lower(),
+            (node.nic_nsg_id or "").lower(),
+            frozenset({a.lower() for a in node.asg_ids} | asgs_of_ip.get(node.private_ip, set())),
+            inside,
+        )
+        classes.setdefault(key, []).append(node)
+    return list(classes.values())
+
+
+def _representative_pair(sources: list[Node], destinations: list[Node], *,
+                         single_node: bool) -> tuple[Node, Node] | None:
+    """One flow for a class pair; inside one class it must go between two different nodes."""
+    if sources is not destinations:
+        return sources[0], destinations[0]
+    if len(sources) > 1:
+        return sources[0], sources[1]
+    return (sources[0], sources[0]) if single_node else None
 
 
 def _path_nsg_ids(snapshot: ClusterSnapshot, node: Node) -> list[str]:
@@ -92,36 +197,80 @@ def _path_nsg_ids(snapshot: ClusterSnapshot, node: Node) -> list[str]:
     return [i for i in (subnet.nsg_id if subnet else None, node.nic_nsg_id) if i]
 
 
-def _evaluate_flow(
-    snapshot: ClusterSnapshot,
-    nsgs: Mapping[str, NetworkSecurityGroup],
-    source: Node,
-    destination: Node,
-) -> list[tuple[str, PathDecision]]:
-    assert source.private_ip
-    assert destination.private_ip
-    src_subnet, dst_subnet = snapshot.subnet_of(source), snapshot.subnet_of(destination)
-    if src_subnet is None or dst_subnet is None:
-        missing = source if src_subnet is None else destination
-        raise LookupError(f"subnet {missing.subnet_id} of node {missing.name} was not collected")
-    admin_rules = snapshot.admin_rules if not isinstance(snapshot.admin_rules, Unavailable) else ()
-    outbound = Flow("Outbound", "Tcp", source.private_ip, EPHEMERAL_SOURCE_PORT, destination.private_ip,
-                    KUBELET_PORT)
-    inbound = Flow("Inbound", "Tcp", source.private_ip, EPHEMERAL_SOURCE_PORT, destination.private_ip,
-                   KUBELET_PORT)
-    out_path = [_nsg(nsgs, source.nic_nsg_id), _nsg(nsgs, src_subnet.nsg_id)]
-    in_path = [_nsg(nsgs, dst_subnet.nsg_id), _nsg(nsgs, destination.nic_nsg_id)]
-    return [
-        ("outbound", evaluate_path(outbound, out_path, context=snapshot.address_context, admin_rules=admin_rules)),
-        ("inbound", evaluate_path(inbound, in_path, context=snapshot.address_context, admin_rules=admin_rules)),
-    ]
+# ------------------------------------------------------------------ deciding one flow
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """Everything that decides a flow in this snapshot, prepared once per evaluation."""
+
+    snapshot: ClusterSnapshot
+    nsgs: Mapping[str, NetworkSecurityGroup]
+    admin: CompiledAdminRules
+    context: AddressContext
+
+    def evaluate_flow(self, source: Node, destination: Node) -> list[tuple[str, PathDecision]]:
+        """Outbound on the source (NIC then subnet NSG), then inbound on the destination (subnet then NIC)."""
+        assert source.private_ip
+        assert destination.private_ip
+        src_subnet, dst_subnet = self.snapshot.subnet_of(source), self.snapshot.subnet_of(destination)
+        if src_subnet is None or dst_subnet is None:
+            missing = source if src_subnet is None else destination
+            reason = f"subnet {missing.subnet_id} of node {missing.name} was not collected"
+            return [("outbound", PathDecision(None, (), reason))]
+        out: list[tuple[str, PathDecision]] = []
+        for direction, nsg_ids in (("outbound", (source.nic_nsg_id, src_subnet.nsg_id)),
+                                   ("inbound", (dst_subnet.nsg_id, destination.nic_nsg_id))):
+            flow = Flow("Outbound" if direction == "outbound" else "Inbound", "Tcp", source.private_ip,
+                        EPHEMERAL_SOURCE_PORT, destination.private_ip, KUBELET_PORT)
+            out.append((direction, self.decide(flow, nsg_ids)))
+        return out
+
+    def decide(self, flow: Flow, nsg_ids: tuple[str | None, ...]) -> PathDecision:
+        """The path verdict, with NSGs that could not be read treated as "anything may happen there".
+
+        A definite deny elsewhere on the path (or by an admin rule) holds whatever the unread NSG says; an
+        allow does not, because the unread NSG could still deny. AVNM AlwaysAllow skips NSGs altogether.
+        """
+        path: list[NetworkSecurityGroup | None] = []
+        unread: list[str] = []
+        for nsg_id in nsg_ids:
+            found = (self.nsgs.get(nsg_id) or self.nsgs.get(nsg_id.lower())) if nsg_id else None
+            if nsg_id and found is None:
+                why = self.snapshot.nsg_errors.get(nsg_id.lower()) or "it is attached but was not collected"
+                unread.append(f"NSG {nsg_id} could not be read: {why}")
+            path.append(found)
+        decision = evaluate_path(flow, path, context=self.context, admin_rules=self.admin)
+        if not unread or decision.allowed is False:
+            return decision
+        if decision.allowed and any(d.container_id == AVNM_CONTAINER_ID and d.access == "AlwaysAllow"
+                                    for d in decision.decisions):
+            return decision
+        return PathDecision(None, decision.decisions, "; ".join(unread))
+
+
+def _describe_undecided(u: _Undecided) -> str:
+    return f"{u.source.name} -> {u.destination.name} ({u.direction}): {u.reason}"
+
+
+def _unchecked(undecided: list[_Undecided]) -> dict[str, str]:
+    """Each node whose inbound 10250 from some node could not be decided, with the first reason."""
+    out: dict[str, str] = {}
+    for u in undecided:
+        for name in u.destinations:
+            out.setdefault(name, f"TCP {KUBELET_PORT} from {u.source.name} ({u.direction}) undecided: {u.reason}")
+    return out
+
+
+# ------------------------------------------------------------------ report
 
 
 def _detected(
     snapshot: ClusterSnapshot,
     nsgs: Mapping[str, NetworkSecurityGroup],
     blocks: list[_Block],
-    undecided: list[str],
+    undecided: list[_Undecided],
+    unchecked: Mapping[str, str],
 ) -> CauseResult:
     by_rule: dict[str, list[_Block]] = {}
     for block in blocks:
@@ -129,17 +278,21 @@ def _detected(
         by_rule.setdefault(key, []).append(block)
     evidence: list[Evidence] = []
     remediation: list[str] = []
+    affected: dict[str, tuple[str, ...]] = {}
     for rule_key, rule_blocks in by_rule.items():
         first = rule_blocks[0]
         d = first.decision
-        destinations = sorted({b.destination.name for b in rule_blocks})
+        destinations = sorted({name for b in rule_blocks for name in b.destinations})
+        affected[rule_key] = tuple(destinations)
+        flows = sorted({f"{b.source.name} -> {b.destination.name} ({b.direction})" for b in rule_blocks})
         evidence.append(
             Evidence(
                 rule_key,
                 f"{first.direction} TCP {KUBELET_PORT} from {first.source.name} ({first.source.private_ip}) is denied "
                 f"by rule '{d.rule_name}' (priority {d.priority}) in {d.container_name}; affects "
                 f"{len(destinations)} node(s): {', '.join(destinations[:10])}"
-                + (" ..." if len(destinations) > 10 else ""),
+                + (" ..." if len(destinations) > 10 else "")
+                + f"; denied flows: {', '.join(flows[:5])}" + (" ..." if len(flows) > 5 else ""),
             )
         )
         change = _introducing_change(snapshot, d)
@@ -149,14 +302,20 @@ def _detected(
                          f"introduced by {change.caller} at {change.timestamp} ({change.operation})")
             )
         remediation.extend(_remediation_for(snapshot, nsgs, first))
-    evidence.extend(Evidence(snapshot.id, f"also undecided: {u}") for u in dict.fromkeys(undecided))
+    evidence.extend(Evidence(u.destination.name, f"also undecided: {_describe_undecided(u)}")
+                    for u in undecided)
     names = ", ".join(f"'{b[0].decision.rule_name}' in {b[0].decision.container_name}" for b in by_rule.values())
+    summary = f"NSG rule(s) deny TCP {KUBELET_PORT} between nodes: {names}."
+    if unchecked:
+        summary += f" Not decided for {len(unchecked)} node(s): {', '.join(list(unchecked)[:10])}."
     return CAUSE.result(
         Status.DETECTED,
-        f"NSG rule(s) deny TCP {KUBELET_PORT} between nodes: {names}.",
+        summary,
         evidence=tuple(evidence),
         remediation=tuple(dict.fromkeys(remediation)),
         subjects=tuple(by_rule),
+        affected=affected,
+        unchecked=unchecked,
     )
 
 
@@ -181,14 +340,14 @@ def _resource_group_of(resource_id: str) -> str:
 
 def _remediation_for(snapshot: ClusterSnapshot, nsgs: Mapping[str, NetworkSecurityGroup], block: _Block) -> list[str]:
     d = block.decision
-    if d.container_id == "avnm":
+    if d.container_id == AVNM_CONTAINER_ID:
         return [
             f"An Azure Virtual Network Manager security admin rule '{d.rule_name}' (priority {d.priority}) denies "
             f"TCP {KUBELET_PORT}; NSGs cannot override it. Remove it or add an AlwaysAllow/Allow admin rule for TCP "
             f"{KUBELET_PORT} from the node subnets with a lower priority number, then redeploy the configuration: "
             f"{d.rule_id or d.rule_name}"
         ]
-    nsg = _nsg(nsgs, d.container_id)
+    nsg = nsgs.get(d.container_id) or nsgs.get(d.container_id.lower())
     assert nsg is not None
     rg = _resource_group_of(nsg.id)
     is_inbound = block.direction == "inbound"
