@@ -32,6 +32,7 @@ REMEDIATION_BUDGET = 8_000
 SUMMARY_BUDGET = 4_000
 TITLE_BUDGET = 1_000
 REASON_BUDGET = 2_000
+AFFECTED_BUDGET = 16_000
 
 _EVIDENCE_OMITTED = {"resource": TRUNCATION_MARKER, "detail": "{n} more evidence item(s) omitted (storage limit)"}
 
@@ -71,6 +72,16 @@ def evidence_from_json(text: str | None) -> tuple[Evidence, ...]:
                  for i in items if isinstance(i, dict))
 
 
+def affected_to_json(affected: Sequence[str]) -> str:
+    """The nodes / flows a finding's subject hits: its scope for the lifecycle, evidence for people."""
+    return fit_json_list(list(affected), AFFECTED_BUDGET)
+
+
+def affected_from_json(text: str | None) -> tuple[str, ...]:
+    items = json.loads(text) if text else []
+    return tuple(str(i) for i in items if isinstance(i, str) and not i.startswith(TRUNCATION_MARKER))
+
+
 def remediation_to_json(remediation: Sequence[str]) -> str:
     return fit_json_list(list(remediation), REMEDIATION_BUDGET)
 
@@ -108,6 +119,10 @@ class Finding:
     last_notified_at: str | None
     resolved_at: str | None
     resolution: str | None
+    # The nodes / flows the subject hits (scope of the finding), and the probe coverage of the last run
+    # that wrote it ("nodes probed of nodes in each pool"); both empty on rows written before they existed.
+    affected: tuple[str, ...] = ()
+    coverage: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +145,8 @@ class Finding:
             "lastNotifiedAt": self.last_notified_at,
             "resolvedAt": self.resolved_at,
             "resolution": self.resolution,
+            "affected": list(self.affected),
+            "coverage": self.coverage,
         }
 
 
@@ -155,6 +172,8 @@ def finding_from_entity(entity: Mapping[str, Any]) -> Finding:
         last_notified_at=entity.get("last_notified_at") or None,
         resolved_at=entity.get("resolved_at") or None,
         resolution=entity.get("resolution") or None,
+        affected=affected_from_json(entity.get("affected_json")),
+        coverage=entity.get("coverage") or None,
     )
 
 

@@ -52,6 +52,8 @@ from shared.store.findings import (
     TITLE_BUDGET,
     Finding,
     FindingEvent,
+    affected_from_json,
+    affected_to_json,
     bounded,
     cluster_key,
     event_entity,
@@ -92,6 +94,7 @@ class ReconcileOutcome:
 class _Detected:
     result: CauseResult
     subject: str
+    affected: tuple[str, ...]  # nodes / flows this subject hits in this run (its scope)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class _Cycle:
     at: str  # checked_at as stored (second precision, ...Z)
     checked_at: datetime
     reminder_interval: timedelta
+    coverage: str | None = None  # e.g. "probed 2 of 5 nodes in pool a; 3 of 3 in pool b" (sample mode)
 
 
 _Kind = Literal["opened", "reminded", "resolved", "kept", "none"]
@@ -136,31 +140,62 @@ def _plan(cluster: ClusterRef, results: Sequence[CauseResult],
                 continue
             for raw in result.subjects or (cluster.id,):
                 subject = subject_or_cluster(raw, cluster.id)
-                plan.setdefault(finding_row_key(cause, subject), _Detected(result, subject))
-        others = _verdict_for_undetected(cause, cause_results)
+                affected = tuple(dict.fromkeys(result.affected.get(raw, ())))
+                plan.setdefault(finding_row_key(cause, subject), _Detected(result, subject, affected))
         for entity in existing_open:
             if entity["cause"] == cause and entity["RowKey"] not in plan:
-                plan[entity["RowKey"]] = others
+                plan[entity["RowKey"]] = _verdict_for_undetected(cause, cause_results, entity)
     return plan
 
 
-def _verdict_for_undetected(cause: str, results: Sequence[CauseResult]) -> _Observation:
-    """What happens to an open finding of this cause whose subject was not detected this time."""
+def finding_scope(entity: Mapping[str, Any]) -> set[str]:
+    """What an open finding covers: its subject and the nodes / flows stored as affected (case-folded)."""
+    return {str(entity.get("subject", "")).strip().lower(),
+            *(a.strip().lower() for a in affected_from_json(entity.get("affected_json")))} - {""}
+
+
+def _verdict_for_undetected(cause: str, results: Sequence[CauseResult],
+                            entity: Mapping[str, Any]) -> _Observation:
+    """What happens to an open finding of this cause whose subject was not detected this time.
+
+    It resolves only when this run was conclusive for everything the finding covers: an `unknown`
+    result never resolves anything, and neither does a result (of any status) that lists one of the
+    finding's affected nodes / flows (or its subject) as unchecked. A finding stored without an
+    affected scope (older rows, cluster-wide subjects) stays open while anything at all is unchecked,
+    because nothing says the unchecked piece is outside it.
+    """
     unknown = [r for r in results if r.status is Status.UNKNOWN]
     if unknown:  # partial knowledge never resolves anything
         return _Unknown("; ".join(r.reason or "unknown" for r in unknown))
+    unchecked = {k: v for r in results for k, v in r.unchecked.items()}
+    if unchecked:
+        scope = finding_scope(entity)
+        scoped = bool(affected_from_json(entity.get("affected_json")))
+        touched = [k for k in unchecked if k.strip().lower() in scope] if scoped else list(unchecked)
+        if touched:
+            return _Unknown("not checked conclusively in this run: "
+                            + "; ".join(f"{k}: {unchecked[k]}" for k in touched))
     conclusive = [r for r in results if r.status in (Status.CLEAR, Status.NOT_APPLICABLE)]
     if conclusive:
         first = conclusive[0]
         return _Resolve(str(first.status), first.summary, first.evidence)
-    # Only `detected` results remain: they are conclusive, and this subject is not among them.
+    # Only `detected` results remain: they are conclusive for this finding's scope, and its subject is
+    # not among the detected ones.
     return _Resolve(str(Status.CLEAR), f"No longer among the subjects the latest {cause} check detected.", ())
 
 
 def reconcile(store: Store, cluster: ClusterRef, results: Sequence[CauseResult], checked_at: datetime, *,
-              reminder_interval: timedelta = DEFAULT_REMINDER_INTERVAL) -> ReconcileOutcome:
-    """Applies one cycle's results for one cluster; safe to repeat and to race (see module doc)."""
-    cycle = _Cycle(cluster, cluster_key(cluster.id), format_utc(checked_at), checked_at, reminder_interval)
+              reminder_interval: timedelta = DEFAULT_REMINDER_INTERVAL,
+              coverage: str | None = None) -> ReconcileOutcome:
+    """Applies one cycle's results for one cluster; safe to repeat and to race (see module doc).
+
+    One finding per (cause, subject): the subject is the thing to fix, and the nodes it affects are
+    stored with it (`affected`), updated in place as they change, without a new `detected` alert.
+    `coverage` (the report's probe coverage, e.g. nodes probed of nodes per pool) is stored on every
+    finding this run writes.
+    """
+    cycle = _Cycle(cluster, cluster_key(cluster.id), format_utc(checked_at), checked_at, reminder_interval,
+                   coverage)
     partition = f"PartitionKey eq {odata_literal(cycle.pk)}"
     rows = {e["RowKey"]: e for e in store.findings.query_entities(partition)}
     for row_key, entity in list(rows.items()):  # finish what a crashed run committed but never relayed
@@ -250,6 +285,7 @@ def _decide(cycle: _Cycle, row_key: str, observation: _Observation, entity: Mapp
         row = _copy(entity)
         row.update(last_checked_at=at, last_check_status=str(Status.UNKNOWN),
                    last_check_reason=bounded(observation.reason, REASON_BUDGET))
+        _set_coverage(row, cycle)
         return "kept", row, None
     return _resolve(cycle, observation, entity)
 
@@ -275,10 +311,13 @@ def _open(cycle: _Cycle, row_key: str, seen: _Detected, previous: Mapping[str, A
         "last_check_status": str(Status.DETECTED),
     }
     _set_cluster(row, cluster)
-    _set_detection(row, seen.result)
+    _set_detection(row, seen, previous=None)
+    _set_coverage(row, cycle)
     marker = _marker(row, "detected", episode=episode, seq=0, at=at, cluster=cluster,
                      cause_status=str(Status.DETECTED))
-    _set_markers(row, [marker])
+    # A resolved row may still hold markers not yet relayed (its `resolved`, say): they stay, or that
+    # notification would be lost.
+    _set_markers(row, [*(_markers(previous) if previous is not None else []), marker])
     return "opened", row, marker
 
 
@@ -290,7 +329,8 @@ def _still_detected(cycle: _Cycle, seen: _Detected, entity: Mapping[str, Any],
     row = _copy(entity)
     row.update(last_seen=at, last_checked_at=at, last_check_status=str(Status.DETECTED), last_check_reason=None)
     _set_cluster(row, cluster)
-    _set_detection(row, seen.result)
+    _set_detection(row, seen, previous=entity)  # affected nodes changed: updated in place, no new alert
+    _set_coverage(row, cycle)
     last_notified = datetime.fromisoformat(str(entity.get("last_notified_at") or entity["first_seen"]))
     if cycle.checked_at - last_notified < cycle.reminder_interval:
         return "kept", row, None
@@ -308,6 +348,7 @@ def _resolve(cycle: _Cycle, verdict: _Resolve, entity: Mapping[str, Any],
     row = _copy(entity)
     row.update(status=RESOLVED, resolved_at=at, last_checked_at=at, last_check_status=verdict.status,
                last_check_reason=None, resolution=bounded(verdict.summary, SUMMARY_BUDGET))
+    _set_coverage(row, cycle)
     marker = _marker(row, "resolved", episode=int(row["episode"]), seq=0, at=at, cluster=cycle.cluster,
                      cause_status=verdict.status, resolution=(verdict.summary, verdict.evidence))
     _set_markers(row, [*_markers(entity), marker])
@@ -323,10 +364,48 @@ def _set_cluster(row: dict[str, Any], cluster: ClusterRef) -> None:
                subscription_id=cluster.subscription_id, subscription_key=cluster.subscription_id.strip().lower())
 
 
-def _set_detection(row: dict[str, Any], result: CauseResult) -> None:
-    row.update(title=bounded(result.title, TITLE_BUDGET), summary=bounded(result.summary, SUMMARY_BUDGET),
-               evidence_json=evidence_to_json(result.evidence),
-               remediation_json=remediation_to_json(result.remediation))
+def _set_detection(row: dict[str, Any], seen: _Detected, previous: Mapping[str, Any] | None) -> None:
+    """Title, summary, evidence and remediation of this subject, and the nodes / flows it affects.
+
+    Nodes the finding affected before that this run could not check stay in its scope (nobody knows
+    they are fixed); nodes checked and no longer hit drop out.
+    """
+    result = seen.result
+    unchecked = {k.strip().lower() for k in result.unchecked}
+    now_hit = {a.strip().lower() for a in seen.affected}
+    kept = [a for a in (affected_from_json(previous.get("affected_json")) if previous is not None else ())
+            if a.strip().lower() in unchecked and a.strip().lower() not in now_hit]
+    affected = (*seen.affected, *kept)
+    row.update(title=bounded(result.title, TITLE_BUDGET),
+               summary=bounded(_subject_summary(seen, affected, kept), SUMMARY_BUDGET),
+               evidence_json=evidence_to_json(_subject_evidence(seen, affected)),
+               remediation_json=remediation_to_json(result.remediation),
+               affected_json=affected_to_json(affected), affected_count=len(affected))
+
+
+def _subject_summary(seen: _Detected, affected: Sequence[str], kept: Sequence[str]) -> str:
+    """The result's summary, plus which nodes this subject hits when the summary does not already say."""
+    summary = seen.result.summary
+    if affected and (len(seen.result.subjects) > 1 or not all(a in summary for a in affected)):
+        summary += f" {seen.subject} affects {len(affected)}: {', '.join(affected)}."
+    if kept:
+        summary += f" Not re-checked in this run: {', '.join(kept)}."
+    return summary
+
+
+def _subject_evidence(seen: _Detected, affected: Sequence[str]) -> tuple[Evidence, ...]:
+    """Evidence about this subject and its nodes; all of it when the result has a single subject."""
+    evidence = seen.result.evidence
+    if len(seen.result.subjects) <= 1:
+        return evidence
+    scope = {seen.subject.lower(), *(a.lower() for a in affected)}
+    mine = tuple(e for e in evidence if e.resource.lower() in scope)
+    return mine or evidence
+
+
+def _set_coverage(row: dict[str, Any], cycle: _Cycle) -> None:
+    if cycle.coverage is not None:
+        row["coverage"] = bounded(cycle.coverage, SUMMARY_BUDGET)
 
 
 def _marker(row: Mapping[str, Any], event: Event, *, episode: int, seq: int, at: str, cluster: ClusterRef,
