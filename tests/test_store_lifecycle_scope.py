@@ -78,14 +78,16 @@ def test_node_b_unknown_keeps_its_finding_open_while_a_is_detected(store: Store,
 
     # Node A still blocked, node B could not be checked: B's finding must not resolve.
     partial = ufw(blocked("node-a", RULE_1), failed("node-b"))
-    assert partial.status is Status.DETECTED and "node-b" in partial.unchecked
+    assert partial.status is Status.DETECTED
+    assert "node-b" in partial.unchecked
     outcome = reconcile(store, CLUSTER, [partial], T0 + timedelta(minutes=30))
     assert outcome.resolved == []
     assert outcome.notifications == []
     assert by_subject(store) == {RULE_1: "open", subject_b: "open"}
     kept = next(f for f in list_findings(store) if f.subject == subject_b)
     assert kept.last_check_status == "unknown"
-    assert kept.last_check_reason is not None and "node-b" in kept.last_check_reason
+    assert kept.last_check_reason is not None
+    assert "node-b" in kept.last_check_reason
     assert kept.last_seen == "2026-12-01T09:00:00Z"  # not seen again: it was not checked
 
     # A later run that checks B conclusively (fixed) resolves it.
@@ -131,7 +133,8 @@ def test_nsg_undecided_flows_keep_findings_open_until_a_conclusive_clear(store: 
     assert outcome.resolved == []
     assert by_subject(store, "open") == {NSG_RULE_1: "open", NSG_RULE_2: "open"}
     (rule_1,) = [f for f in list_findings(store) if f.subject == NSG_RULE_1]
-    assert rule_1.last_check_status == "unknown" and "ASG" in (rule_1.last_check_reason or "")
+    assert rule_1.last_check_status == "unknown"
+    assert "ASG" in (rule_1.last_check_reason or "")
 
     # Unknown with undecided flows: still nothing resolves.
     unknown = nsg(Status.UNKNOWN, unchecked=undecided, reason="1 flow undecided")
@@ -165,21 +168,24 @@ def test_hundred_nodes_one_rule_is_one_finding_and_one_alert_per_channel(
         senders = senders_for(channels)
 
         opened = reconcile(store, CLUSTER, [ufw(*(blocked(n, RULE_1) for n in first_nodes))], T0)
-        assert len(opened.opened) == 1 and len(opened.notifications) == 1
+        assert len(opened.opened) == 1
+        assert len(opened.notifications) == 1
         dispatch_pending(store, senders, T0)
         assert len(rx.requests) == 2  # one `detected` per channel
 
         # The rule spreads to 40 more nodes: the same finding, updated in place, no new alert.
         grown = reconcile(store, CLUSTER, [ufw(*(blocked(n, RULE_1) for n in all_nodes))],
                           T0 + timedelta(minutes=30))
-        assert grown.opened == [] and grown.notifications == []
+        assert grown.opened == []
+        assert grown.notifications == []
         dispatch_pending(store, senders, T0 + timedelta(minutes=30))
         assert len(rx.requests) == 2
 
     (finding,) = list_findings(store)
     assert finding.subject == RULE_1
     assert finding.affected == tuple(all_nodes)
-    assert "100 node(s)" in finding.summary and all_nodes[-1] in finding.summary
+    assert "100 node(s)" in finding.summary
+    assert all_nodes[-1] in finding.summary
     assert {e.resource for e in finding.evidence} == set(all_nodes)
     assert [e.event for e in history(store, finding.finding_id)] == ["detected"]
     for channel in CHANNELS:
