@@ -6,7 +6,7 @@ because it runs on every cold start.
 
 import azure.functions as func
 
-from shared.functions import dashboard, http, timers, workers
+from shared.functions import dashboard, housekeeping, http, timers, workers
 from shared.telemetry import configure_telemetry
 
 configure_telemetry()
@@ -16,3 +16,4 @@ app.register_functions(timers.bp)
 app.register_functions(workers.bp)
 app.register_functions(http.bp)
 app.register_functions(dashboard.bp)
+app.register_functions(housekeeping.bp)

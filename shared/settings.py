@@ -28,6 +28,8 @@ class Settings:
     probe_sample_per_pool: int
     reads_per_second: float
     read_burst: int
+    # Delivered and dead outbox rows are purged this many days after they finished (OUTBOX_RETENTION_DAYS).
+    outbox_retention_days: int = 7
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +56,7 @@ class Settings:
             probe_sample_per_pool=_int(env, "PROBE_SAMPLE_PER_POOL", 2, 1, 100),
             reads_per_second=float(_int(env, "ARM_READS_PER_SECOND", 20, 1, 1000)),
             read_burst=_int(env, "ARM_READ_BURST", 200, 1, 10000),
+            outbox_retention_days=_int(env, "OUTBOX_RETENTION_DAYS", 7, 1, 3650),
         )
 
 

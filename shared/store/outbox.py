@@ -9,6 +9,17 @@ receivers de-duplicate on findingId + event + lastSeen).
 
 Only the notification JSON (finding facts) is stored: no webhook URL, secret or signature, and
 errors are scrubbed of URLs before they are stored or logged.
+
+Pending index. `status` is not a key, so "which rows are pending" would scan the whole table on every
+dispatch. Each pending row therefore has an index row in the partition `~pending` (a name `key_part`
+can never produce, so no channel partition collides with it), RK = `<channel>|<notification id>`.
+`enqueue` upserts the index row *before* creating the row (both idempotent), and a row leaves the
+index when it is delivered or dead. Whatever a crash leaves behind heals itself: an index row whose
+row is finished (or missing for longer than a lease) is deleted by the next dispatch, and
+`reindex_pending` (run by the housekeeping timer) re-indexes pending rows that predate the index.
+
+Housekeeping. The outbox is a queue, not an archive: `purge` deletes delivered and dead rows whose
+retention (`OUTBOX_RETENTION_DAYS`) has passed since they were delivered / given up.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -106,8 +118,30 @@ class DispatchReport:
     dead: int = 0
 
 
+INDEX_PARTITION = "~pending"
+DEFAULT_RETENTION = timedelta(days=7)
+
+
 def _row_key(notification_id: str) -> str:
     return join_key(key_part(notification_id))
+
+
+def _index_keys(channel: str, notification_id: str) -> dict[str, str]:
+    return {"PartitionKey": INDEX_PARTITION, "RowKey": join_key(key_part(channel), key_part(notification_id))}
+
+
+def _index(store: Store, channel: str, notification_id: str, *, finding_id: str, event: str,
+           created_at: str) -> None:
+    """Idempotent (upsert): writing the index row again for the same notification changes nothing."""
+    store.outbox.upsert_entity({**_index_keys(channel, notification_id), "channel": channel,
+                                "notification_id": notification_id, "finding_id": finding_id,
+                                "event": event, "created_at": created_at}, mode=UpdateMode.REPLACE)
+
+
+def _unindex(store: Store, channel: str, notification_id: str) -> None:
+    keys = _index_keys(channel, notification_id)
+    with suppress(ResourceNotFoundError):
+        store.outbox.delete_entity(keys["PartitionKey"], keys["RowKey"])
 
 
 def enqueue(store: Store, channel: str, notification_id: str, payload_json: str, *, finding_id: str,
@@ -127,6 +161,7 @@ def enqueue(store: Store, channel: str, notification_id: str, payload_json: str,
         "next_attempt_at": stamped,
         **split_property("payload", payload_json),
     }
+    _index(store, channel, notification_id, finding_id=finding_id, event=event, created_at=stamped)
     try:
         store.outbox.create_entity(entity)
     except ResourceExistsError:
@@ -167,13 +202,49 @@ def list_outbox(store: Store, status: str | None = None, channel: str | None = N
         clauses.append(f"PartitionKey eq {odata_literal(join_key(key_part(channel)))}")
     entities = (store.outbox.query_entities(" and ".join(clauses)) if clauses
                 else store.outbox.list_entities())
-    return _order(_item(e) for e in entities)
+    return _order(_item(e) for e in entities if e["PartitionKey"] != INDEX_PARTITION)
+
+
+def pending_rows(store: Store, now: datetime, lease: timedelta = DEFAULT_LEASE) -> list[OutboxItem]:
+    """Every pending row, found through the index partition (one partition query + a point read each).
+
+    Index rows that no longer point at a pending row are removed on the way: finished rows, and rows
+    missing for longer than `lease` (an `enqueue` that died between its two writes, never retried).
+    """
+    rows: list[OutboxItem] = []
+    stale = stamp(now - lease)
+    for index in store.outbox.query_entities(f"PartitionKey eq {odata_literal(INDEX_PARTITION)}"):
+        channel, nid = str(index["channel"]), str(index["notification_id"])
+        try:
+            entity = store.outbox.get_entity(join_key(key_part(channel)), _row_key(nid))
+        except ResourceNotFoundError:
+            if str(index.get("created_at", "")) < stale:
+                _unindex(store, channel, nid)
+            continue
+        if entity.get("status") != PENDING:
+            _unindex(store, channel, nid)
+            continue
+        rows.append(_item(entity))
+    return _order(rows)
 
 
 def pending(store: Store, now: datetime) -> list[OutboxItem]:
     """Pending rows due at `now`, oldest first."""
-    flt = f"status eq {odata_literal(PENDING)} and next_attempt_at le {odata_literal(stamp(now))}"
-    return _order(_item(e) for e in store.outbox.query_entities(flt))
+    due = stamp(now)
+    return [item for item in pending_rows(store, now) if item.next_attempt_at <= due]
+
+
+def reindex_pending(store: Store) -> int:
+    """Adds index rows for pending rows written before the index existed (a table scan: housekeeping only)."""
+    count = 0
+    for entity in store.outbox.query_entities(f"status eq {odata_literal(PENDING)}"):
+        if entity["PartitionKey"] == INDEX_PARTITION:
+            continue
+        item = _item(entity)
+        _index(store, item.channel, item.notification_id, finding_id=item.finding_id, event=item.event,
+               created_at=item.created_at)
+        count += 1
+    return count
 
 
 def _keys(item: OutboxItem) -> dict[str, str]:
@@ -207,6 +278,7 @@ def mark_delivered(store: Store, item: OutboxItem, now: datetime, status: int | 
     """Unconditional: once a channel accepted it, nothing may send it again."""
     _merge(store, item, {"status": DELIVERED, "delivered_at": stamp(now), "attempts": item.attempts + 1,
                          "last_status": status, "last_error": None}, conditional=False)
+    _unindex(store, item.channel, item.notification_id)
 
 
 def mark_attempt_failed(store: Store, item: OutboxItem, next_attempt_at: datetime, error: str | None,
@@ -218,8 +290,9 @@ def mark_attempt_failed(store: Store, item: OutboxItem, next_attempt_at: datetim
 def mark_dead(store: Store, item: OutboxItem, now: datetime, error: str | None,
               *, status: int | None = None) -> None:
     """Gives up on a row but keeps it (status `dead`) so an operator can see what never arrived."""
-    _merge(store, item, {"status": DEAD, "attempts": item.attempts + 1, "dead_at": stamp(now),
-                         "last_error": scrub(error), "last_status": status}, conditional=True)
+    if _merge(store, item, {"status": DEAD, "attempts": item.attempts + 1, "dead_at": stamp(now),
+                            "last_error": scrub(error), "last_status": status}, conditional=True) is not None:
+        _unindex(store, item.channel, item.notification_id)
 
 
 @dataclass(frozen=True)
@@ -247,7 +320,7 @@ def dispatch_pending(store: Store, senders: Mapping[str, Sender], now: datetime,
     still waiting for a retry. A channel that asked to back off (Retry-After) is left alone for the
     rest of this run instead of being hammered row after row.
     """
-    rows = [_item(e) for e in store.outbox.query_entities(f"status eq {odata_literal(PENDING)}")]
+    rows = pending_rows(store, now, lease)
     now_text = stamp(now)
     held: set[tuple[str, str]] = set()
     backing_off: set[str] = set()
@@ -288,16 +361,43 @@ def dispatch_pending(store: Store, senders: Mapping[str, Sender], now: datetime,
     return DispatchReport(sent=sent, failed=failed, pending=waiting, dead=dead)
 
 
-def purge(store: Store, before: datetime, statuses: Iterable[str] = (DELIVERED,)) -> int:
-    """Deletes finished rows older than `before` (the outbox is a queue, not an archive)."""
+_FINISHED_AT = {DELIVERED: "delivered_at", DEAD: "dead_at"}
+
+
+def purge(store: Store, before: datetime, statuses: Iterable[str] = (DELIVERED, DEAD)) -> int:
+    """Deletes finished rows (delivered, dead) that finished before `before`; returns how many.
+
+    A filtered scan, but only from the housekeeping timer, never per message. Pending rows are never
+    purged, whatever their age.
+    """
     cutoff = odata_literal(stamp(before))
     count = 0
     for status in statuses:
-        flt = f"status eq {odata_literal(status)} and created_at lt {cutoff}"
-        for entity in store.outbox.query_entities(flt):
-            store.outbox.delete_entity(entity["PartitionKey"], entity["RowKey"])
+        if status == PENDING:
+            raise ValueError("pending rows are never purged")
+        field_name = _FINISHED_AT.get(status, "created_at")
+        flt = f"status eq {odata_literal(status)} and {field_name} lt {cutoff}"
+        for entity in store.outbox.query_entities(flt, select=["PartitionKey", "RowKey"]):
+            with suppress(ResourceNotFoundError):
+                store.outbox.delete_entity(entity["PartitionKey"], entity["RowKey"])
             count += 1
     return count
+
+
+@dataclass(frozen=True)
+class HousekeepingReport:
+    purged: int
+    reindexed: int
+
+
+def housekeeping(store: Store, now: datetime, retention: timedelta = DEFAULT_RETENTION) -> HousekeepingReport:
+    """The scheduled outbox chores: purge finished rows past retention, re-index stray pending rows."""
+    if retention <= timedelta(0):
+        raise ValueError("outbox retention must be positive")
+    purged = purge(store, now - retention)
+    reindexed = reindex_pending(store)
+    log.info("outbox housekeeping: %d finished row(s) purged, %d pending row(s) indexed", purged, reindexed)
+    return HousekeepingReport(purged=purged, reindexed=reindexed)
 
 
 def senders_for(channels: Iterable[Channel], **deliver_options: Any) -> dict[str, Sender]:
