@@ -12,6 +12,7 @@ from shared.azure.collect import Collector
 from shared.azure.ids import parse_cluster_id
 from shared.azure.probes import Prober
 from shared.causes import evaluate_all
+from shared.kube.collect import KubeOptions, read_cluster
 from shared.logcontext import log_context
 from shared.model import CauseResult, Status
 from shared.progress import Progress
@@ -50,10 +51,15 @@ def diagnose(
         with log_context(cluster_id=ref.id):
             collector = Collector(arm, now=clock)
             mode = settings.node_probes if probes else "off"
-            snapshot = collector.snapshot(collector.managed_cluster(ref), with_instances=mode != "off")
+            cluster = collector.managed_cluster(ref)
+            snapshot = collector.snapshot(cluster, with_instances=mode != "off")
             if mode != "off":
                 snapshot = Prober(arm).probe(snapshot, mode, per_pool=settings.probe_sample_per_pool,
                                              progress=progress)
+            # The symptom and the agents come from the Kubernetes API (not a run-command): read even with
+            # --no-probes.
+            snapshot = read_cluster(arm, cluster, snapshot,
+                                    KubeOptions(mode=settings.node_probes, per_pool=settings.probe_sample_per_pool))
             return diagnose_snapshot(snapshot, clock())
     finally:
         if own_clients:

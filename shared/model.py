@@ -20,6 +20,9 @@ class CauseId(StrEnum):
     IPTABLES = "iptables-blocks-10250"
     EGRESS = "egress-tunnel-port-blocked"
     SNAT = "snat-port-exhaustion"
+    # Causes after the five (DESIGN.md), reported after them in this order.
+    KONNECTIVITY_AGENT = "konnectivity-agent-unhealthy"
+    AUTHORIZED_IP_RANGES = "authorized-ip-ranges-exclude-egress"
 
 
 CAUSE_ORDER: tuple[CauseId, ...] = tuple(CauseId)

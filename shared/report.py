@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.model import CauseResult, verdict_of
+from shared.kube.types import BROKEN, OK
+from shared.model import CauseResult, Verdict, verdict_of
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 from shared.tunnel import TUNNEL_CONTAINERS
 
@@ -42,7 +43,24 @@ def symptom_json(snapshot: ClusterSnapshot) -> dict[str, Any]:
     )
     tested = any(p.reachability for p in probes)
     status = "unknown" if not tested else ("degraded" if unreachable else "ok")
-    return {"status": status, "tunnelNodes": tunnel, "unreachableNodes": unreachable}
+    found: dict[str, Any] = {"status": status, "tunnelNodes": tunnel, "unreachableNodes": unreachable}
+    if isinstance(snapshot.symptom, Unavailable):
+        found |= {"nodes": [], "reason": snapshot.symptom.reason}
+    elif snapshot.symptom:
+        # The call through API server -> tunnel -> kubelet decides the status (DESIGN.md, symptom.nodes).
+        results = {n.result for n in snapshot.symptom}
+        found["status"] = "degraded" if results & BROKEN else ("ok" if results == {OK} else "unknown")
+        found["nodes"] = [n.to_json() for n in snapshot.symptom]
+    return found
+
+
+def report_verdict(results: Sequence[CauseResult], symptom: dict[str, Any]) -> Verdict:
+    """The causes' verdict, except that a degraded symptom is a `problem` even when no cause explains it:
+    the tunnel is broken for users whatever the configuration says."""
+    verdict = verdict_of(r.status for r in results)
+    if symptom.get("status") == "degraded" and symptom.get("nodes"):
+        return Verdict.PROBLEM
+    return verdict
 
 
 def coverage_json(snapshot: ClusterSnapshot) -> dict[str, Any]:
@@ -72,11 +90,12 @@ def coverage_text(coverage: dict[str, Any]) -> str:
 
 
 def build_report(snapshot: ClusterSnapshot, results: Sequence[CauseResult], checked_at: datetime) -> dict[str, Any]:
+    symptom = symptom_json(snapshot)
     return {
         "cluster": cluster_json(snapshot),
         "checkedAt": iso_utc(checked_at),
-        "verdict": str(verdict_of(r.status for r in results)),
+        "verdict": str(report_verdict(results, symptom)),
         "causes": [r.to_json() for r in results],
-        "symptom": symptom_json(snapshot),
+        "symptom": symptom,
         "coverage": coverage_json(snapshot),
     }

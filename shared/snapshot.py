@@ -96,9 +96,19 @@ class Firewall:
 
 @dataclass(frozen=True)
 class LoadBalancerProfile:
+    """The cluster's outbound settings. `kind` says how the user chose the outbound IPs, because a fix
+    must keep that choice: `managed` (AKS creates `managed_ip_count` IPs), `ips` (the user's own public
+    IPs, `outbound_ip_ids`) or `prefixes` (the user's public IP prefixes, `outbound_ip_prefix_ids`).
+    `outbound_ip_count` is what the profile itself says; with prefixes the real count needs each
+    prefix's length, which collection reads (SnatMetrics.outbound_ip_count)."""
+
     allocated_outbound_ports: int = 0  # 0 means AKS's default table
     outbound_ip_count: int = 1
     idle_timeout_minutes: int = 30
+    kind: str = "managed"  # managed | ips | prefixes
+    managed_ip_count: int | None = None
+    outbound_ip_ids: tuple[str, ...] = ()
+    outbound_ip_prefix_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,17 @@ class SnatMetrics:
     used_ports: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     allocated_ports: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     packet_drops: float = 0.0
+    # Metrics Azure answered with no time series at all: no data is not "no failures".
+    missing: tuple[str, ...] = ()
+    # Public IPs behind this source as read now (prefixes expanded by their length); None: not known.
+    outbound_ip_count: int | None = None
+    outbound_ips_error: str | None = None  # why the IPs / prefixes behind it could not be read
+    public_ip_ids: tuple[str, ...] = ()  # NAT gateway: its public IPs (a fix must keep them)
+    public_ip_prefix_ids: tuple[str, ...] = ()  # NAT gateway: its public IP prefixes
+    # NAT gateways: a cluster's node subnets may use several. The others read are in `also`; those that
+    # could not be read are in `unread` (id -> why), so that one unread gateway never reads as clear.
+    also: tuple[SnatMetrics, ...] = ()
+    unread: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from devtools.emulator.faults import FaultInjector
 from devtools.emulator.handlers import ArmHandlers
 from devtools.emulator.http_types import Request, Response
 from devtools.emulator.identity import TokenIssuer
+from devtools.emulator.kubeapi import KubeApiService
 from devtools.emulator.nodebridge import ExecutorFactory, default_executor_factory, node_state
 from devtools.emulator.nodes import NodeState
 from devtools.emulator.runcommand import RunCommandService, RunCommandSettings
@@ -56,14 +57,17 @@ class Emulator:
         self._identity: HttpServer | None = None
         self._issuer: TokenIssuer | None = None
         self._dispatcher: ArmDispatcher | None = None
+        self.kube: KubeApiService | None = None  # the clusters' Kubernetes API servers (devtools.emulator.kubeapi)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> Emulator:
         arm = HttpServer(self._dispatch_arm, self._tls.context)
         self._issuer = TokenIssuer(audience=arm.base_url)
-        self._dispatcher = ArmDispatcher(ArmHandlers(self.state, self.runcommands), self._issuer, self.faults,
-                                         self.throttle, self.stats)
+        handlers = ArmHandlers(self.state, self.runcommands)
+        self.kube = KubeApiService(self.state, self.runcommands, self._issuer.resource_of)
+        handlers.kube = self.kube
+        self._dispatcher = ArmDispatcher(handlers, self._issuer, self.faults, self.throttle, self.stats)
         identity = HttpServer(self._dispatch_identity)
         arm.start()
         identity.start()
@@ -75,6 +79,8 @@ class Emulator:
             if server is not None:
                 server.stop()
         self._arm = self._identity = None
+        if self.kube is not None:
+            self.kube.close()
         self.runcommands.close()
         shutil.rmtree(self._workdir, ignore_errors=True)
 

@@ -31,6 +31,7 @@ class ArmHandlers:
         self.state = state
         self.runcommands = runcommands
         self.now = clock
+        self.kube: Any = None  # devtools.emulator.kubeapi.KubeApiService, set by the Emulator
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -88,6 +89,19 @@ class ArmHandlers:
         if cluster is None:
             raise resource_not_found("Microsoft.ContainerService/managedClusters", req.groups["name"], rg)
         return Response(200, resources.cluster_json(cluster))
+
+    def list_user_credential(self, req: Request) -> Response:
+        return self.kube.list_user_credential(req, self._cluster(req))  # type: ignore[no-any-return]
+
+    def list_monitoring_credential(self, req: Request) -> Response:
+        return self.kube.list_monitoring_credential(req, self._cluster(req))  # type: ignore[no-any-return]
+
+    def _cluster(self, req: Request) -> ClusterSpec:
+        sub, rg = self._rg(req)
+        cluster = self.state.find_cluster(sub, rg, req.groups["name"])
+        if cluster is None:
+            raise resource_not_found("Microsoft.ContainerService/managedClusters", req.groups["name"], rg)
+        return cluster
 
     # --- Compute ---------------------------------------------------------------------------------
 

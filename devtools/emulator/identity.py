@@ -59,6 +59,14 @@ class TokenIssuer:
                 "client_id": "00000000-0000-0000-0000-000000000001"}
         return IdentityAnswer(200, body)
 
+    def resource_of(self, token: str) -> str | None:
+        """The resource a live token was minted for (None: unknown or expired); for the Kubernetes API."""
+        with self._lock:
+            entry = self._tokens.get(token.strip())
+        if entry is None or entry[1] < time.time():
+            return None
+        return entry[0]
+
     def check(self, authorization: str | None) -> TokenCheck:
         if not authorization:
             return TokenCheck(False, "AuthenticationFailed",

@@ -105,6 +105,9 @@ def cluster_json(cluster: ClusterSpec) -> Json:
         "networkProfile": network,
         "apiServerAccessProfile": {"enablePrivateCluster": cluster.private},
     }
+    if cluster.kube.get("aad", True):  # Entra ID integration (the AKS-managed kind)
+        props["aadProfile"] = {"managed": True, "enableAzureRBAC": False, "tenantID": cluster.kube.get(
+            "tenantId", stable_guid("tenant", cluster.subscription_id)), "adminGroupObjectIDs": []}
     if cluster.private:
         props["privateFQDN"] = cluster.api_server.private_fqdn
         props["apiServerAccessProfile"]["privateDNSZone"] = "system"

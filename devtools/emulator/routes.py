@@ -64,6 +64,14 @@ def build_routes(h: ArmHandlers) -> list[Route]:
               "Microsoft.ContainerService/managedClusters/read", h.list_clusters, scope=_subscription),
         route("GET", _RG + r"/providers/Microsoft\.ContainerService/managedClusters/(?P<name>[^/]+)",
               "ManagedClusters.Get", "Microsoft.ContainerService/managedClusters/read", h.get_cluster),
+        route("POST", _RG + r"/providers/Microsoft\.ContainerService/managedClusters/(?P<name>[^/]+)"
+              r"/listClusterUserCredential", "ManagedClusters.ListClusterUserCredentials",
+              "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action",
+              h.list_user_credential, scope=_parent),
+        route("POST", _RG + r"/providers/Microsoft\.ContainerService/managedClusters/(?P<name>[^/]+)"
+              r"/listClusterMonitoringUserCredential", "ManagedClusters.ListClusterMonitoringUserCredentials",
+              "Microsoft.ContainerService/managedClusters/listClusterMonitoringUserCredential/action",
+              h.list_monitoring_credential, scope=_parent),
         route("GET", _RG + r"/providers/Microsoft\.Compute/virtualMachineScaleSets", "VirtualMachineScaleSets.List",
               "Microsoft.Compute/virtualMachineScaleSets/read", h.list_vmss, scope=_parent),
         route("GET", _VMSS + r"/virtualMachines", "VirtualMachineScaleSetVMs.List",

@@ -175,6 +175,18 @@ class RunCommandService:
                 self._executors[key] = executor
             return executor
 
+    def executor_for(self, cluster: ClusterSpec) -> RunCommandExecutor:
+        """The cluster's node simulation (built on first use): the emulated Kubernetes API dials through it."""
+        return self._executor(cluster)
+
+    def current_state(self, node: NodeSpec) -> NodeState:
+        """What is true inside a node now: a state tests pushed, else the scenario's."""
+        from devtools.emulator.nodebridge import node_state
+
+        with self._lock:
+            pushed = self._overrides.get(node.name)
+        return pushed or node_state(node)
+
     def update_node(self, cluster: ClusterSpec, node_state: NodeState) -> None:
         """Forward a changed NodeState to a live executor, or keep it for when the executor is built."""
         with self._lock:

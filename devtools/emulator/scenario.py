@@ -197,6 +197,7 @@ class ClusterSpec:
     nat_metrics: tuple[MetricSeries, ...] = ()
     activity: tuple[ActivityEventSpec, ...] = ()
     admin_rules: tuple[JsonDict, ...] = ()
+    kube: JsonDict = field(default_factory=dict)  # the Kubernetes API side (devtools.emulator.kubeobjects)
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:

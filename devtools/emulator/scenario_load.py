@@ -208,6 +208,7 @@ class _FleetBuilder:
             lb_metrics=lb_metrics or (), nat_metrics=nat_metrics or (),
             activity=tuple(self._event(sub_id, rg, e, node_nsg) for e in raw.get("activityLog", ())),
             admin_rules=tuple(raw.get("adminRules", ())),
+            kube=dict(raw.get("kube", {})),
         )
 
     def _firewall(self, sub_id: str, rg: str, location: str, raw: JsonDict | None) -> str | None:

@@ -1,0 +1,204 @@
+"""Read one cluster's Kubernetes API into the snapshot: nodes, the Konnectivity agent, the per-node symptom.
+
+Every path that cannot read the API leaves `snapshot.kube` (and, when no node could be asked,
+`snapshot.symptom`) as an `Unavailable` whose reason says exactly why: no credential (ARM 403), no
+token, private API without line of sight, authorized IP ranges that exclude the monitor, RBAC that
+forbids it. Calls are bounded: a few at a time per cluster, a fleet-wide cap across clusters, a time
+budget per cluster, and at most one log call per node per read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.azure.clients import ArmClients
+from shared.kube.access import AccessError, KubeTarget, fetch_target
+from shared.kube.classify import classify
+from shared.kube.client import KubeCallError, KubeClient
+from shared.kube.types import (
+    ERROR,
+    FORBIDDEN,
+    UNREACHABLE,
+    AgentView,
+    KubeNode,
+    KubeView,
+    NodeSymptom,
+    PodInfo,
+)
+from shared.logcontext import run_in_context
+from shared.snapshot import ClusterSnapshot, Unavailable
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "kube-system"
+AGENT_LABEL = "app=konnectivity-agent"
+AGENT_DEPLOYMENT = "konnectivity-agent"
+AUTOSCALER_CONFIGMAP = "konnectivity-agent-autoscaler"
+# DaemonSets whose pods run on every node, most preferred first; any other DaemonSet pod also serves.
+PREFERRED_DAEMONSETS = ("kube-proxy", "cloud-node-manager", "azure-ip-masq-agent", "azure-cns")
+PER_CLUSTER = 8  # concurrent log calls per cluster
+FLEET_CALLS = threading.BoundedSemaphore(64)  # concurrent log calls across every cluster of this process
+CLUSTER_BUDGET_S = 90.0  # symptom calls not started within this budget are reported as not checked
+
+
+@dataclass(frozen=True)
+class KubeOptions:
+    mode: str = "sample"  # all | sample | off (off still samples: the symptom is an API call, not a run-command)
+    per_pool: int = 2
+    rotation: int | None = None
+    per_cluster: int = PER_CLUSTER
+    budget_s: float = CLUSTER_BUDGET_S
+    fleet: threading.BoundedSemaphore | None = None  # None = the process-wide FLEET_CALLS
+
+
+def read_cluster(clients: ArmClients, cluster: dict[str, Any], snapshot: ClusterSnapshot,
+                 options: KubeOptions | None = None,
+                 connect: Callable[[KubeTarget], KubeClient] | None = None) -> ClusterSnapshot:
+    """The snapshot with `kube` and `symptom` filled (or `Unavailable` with the exact reason)."""
+    opts = options or KubeOptions()
+    if snapshot.unsupported_reason:
+        return snapshot
+    try:
+        target = fetch_target(clients, cluster)
+    except AccessError as exc:
+        return _unavailable(snapshot, str(exc), UNREACHABLE, opts)
+    with (connect or _connect(opts))(target) as api:
+        try:
+            nodes = api.list_nodes()
+        except KubeCallError as exc:
+            result = FORBIDDEN if exc.status in (401, 403) else UNREACHABLE
+            return _unavailable(snapshot, unreachable_reason(exc, cluster, target), result, opts)
+        view: KubeView | Unavailable
+        daemon_pods: tuple[PodInfo, ...] = ()
+        try:
+            agent = _agent_view(api)
+            daemon_pods = tuple(p for p in api.list_pods(NAMESPACE) if p.owner_kind == "DaemonSet")
+            view = KubeView(server=target.server, auth=target.auth, nodes=nodes, agent=agent,
+                            daemonset_pods=daemon_pods)
+        except KubeCallError as exc:
+            view = Unavailable(unreachable_reason(exc, cluster, target))
+        symptom = run_symptom(api, choose_nodes(nodes, opts), daemon_pods, opts) if daemon_pods or \
+            not isinstance(view, Unavailable) else Unavailable(view.reason)
+    return replace(snapshot, kube=view, symptom=symptom)
+
+
+def _connect(opts: KubeOptions) -> Callable[[KubeTarget], KubeClient]:
+    return lambda target: KubeClient(target, max_connections=opts.per_cluster)
+
+
+def unreachable_reason(exc: KubeCallError, cluster: dict[str, Any], target: KubeTarget) -> str:
+    """The exact reason the API could not be read, naming the cause when the cluster's settings show it."""
+    host = urlsplit(target.server).hostname or target.server
+    props = cluster.get("properties") or {}
+    access = props.get("apiServerAccessProfile") or {}
+    ranges = [str(r) for r in access.get("authorizedIPRanges") or ()]
+    if exc.status == 401:
+        return f"the Kubernetes API server rejected the monitor's credentials (401 Unauthorized) reading " \
+               f"{exc.what}: {exc.message}"
+    if exc.status == 403:
+        return f"Kubernetes RBAC forbids the monitor's identity ({target.auth}) reading {exc.what}: {exc.message}"
+    if exc.status is not None:
+        return f"the Kubernetes API answered HTTP {exc.status} reading {exc.what}: {exc.message}"
+    if access.get("enablePrivateCluster"):
+        return f"private cluster: the monitor has no network line of sight to the API server {host} " \
+               f"({exc.message})"
+    if ranges:
+        return f"API server authorized IP ranges ({', '.join(ranges)}) exclude the monitor: the API server " \
+               f"{host} did not answer ({exc.message})"
+    return f"the Kubernetes API server {host} could not be reached: {exc.message}"
+
+
+def _unavailable(snapshot: ClusterSnapshot, reason: str, result: str, opts: KubeOptions) -> ClusterSnapshot:
+    """API not readable: the cause is unknown, and each node the symptom would ask is listed as such."""
+    names = [] if isinstance(snapshot.nodes, Unavailable) else \
+        [n.name for n in snapshot.nodes if n.running]
+    symptom: tuple[NodeSymptom, ...] | Unavailable = \
+        tuple(NodeSymptom(name, result, reason) for name in names) if names else Unavailable(reason)
+    log.warning("kubernetes API not readable: %s", reason)
+    return replace(snapshot, kube=Unavailable(reason), symptom=symptom)
+
+
+def _agent_view(api: KubeClient) -> AgentView:
+    pods = api.list_pods(NAMESPACE, AGENT_LABEL)
+    names = {p.name for p in pods}
+    events = tuple(e for e in api.list_events(NAMESPACE)
+                   if e.object_name in names or e.object_name.startswith(AGENT_DEPLOYMENT))
+    ladder, ladder_error = parse_ladder(api.read_configmap(NAMESPACE, AUTOSCALER_CONFIGMAP))
+    return AgentView(pods=pods, events=events, ladder=ladder, ladder_error=ladder_error,
+                     desired_replicas=api.deployment_replicas(NAMESPACE, AGENT_DEPLOYMENT))
+
+
+def parse_ladder(data: dict[str, str] | None) -> tuple[tuple[tuple[int, int], ...] | None, str | None]:
+    """`nodesToReplicas` from the cluster-proportional autoscaler's configmap (key `ladder`, JSON)."""
+    if data is None:
+        return None, None
+    raw = data.get("ladder") or next((v for v in data.values() if "nodesToReplicas" in v), None)
+    if raw is None:
+        return None, f"configmap {AUTOSCALER_CONFIGMAP} has no ladder"
+    try:
+        steps = json.loads(raw).get("nodesToReplicas")
+        ladder = tuple((int(a), int(b)) for a, b in steps)
+    except (ValueError, TypeError, AttributeError):
+        return None, f"configmap {AUTOSCALER_CONFIGMAP}: nodesToReplicas is not a JSON list of [nodes, replicas]"
+    return (ladder or None), (None if ladder else f"configmap {AUTOSCALER_CONFIGMAP}: nodesToReplicas is empty")
+
+
+def choose_nodes(nodes: Sequence[KubeNode], opts: KubeOptions) -> list[KubeNode]:
+    """Every node (`all`), else a rotating sample per pool with the node probes' rule."""
+    if opts.mode == "all":
+        return list(nodes)
+    turn = int(time.time() // 1800) if opts.rotation is None else opts.rotation
+    chosen: list[KubeNode] = []
+    for pool in sorted({n.pool for n in nodes}):
+        members = sorted((n for n in nodes if n.pool == pool), key=lambda n: n.name)
+        start = turn % len(members)
+        chosen.extend((members[start:] + members[:start])[: opts.per_pool])
+    return chosen
+
+
+def pick_log_target(node: str, pods: Sequence[PodInfo]) -> PodInfo | None:
+    """A running DaemonSet pod on that node, preferring the ones present on every AKS node."""
+    here = [p for p in pods if p.node == node and p.phase == "Running" and p.containers]
+    if not here:
+        return None
+    rank = {name: i for i, name in enumerate(PREFERRED_DAEMONSETS)}
+    return min(here, key=lambda p: (rank.get(p.owner_name, len(rank)), p.owner_name, p.name))
+
+
+def run_symptom(api: KubeClient, nodes: Sequence[KubeNode], pods: Sequence[PodInfo],
+                opts: KubeOptions) -> tuple[NodeSymptom, ...]:
+    """One log call per node, PER_CLUSTER at a time, under the fleet cap and the cluster's time budget."""
+    fleet = opts.fleet or FLEET_CALLS
+    deadline = time.monotonic() + opts.budget_s
+
+    def one(node: KubeNode) -> NodeSymptom:
+        pod = pick_log_target(node.name, pods)
+        if pod is None:
+            return NodeSymptom(node.name, ERROR, "not checked: no running DaemonSet pod on this node to read a "
+                                                 "log line from")
+        with fleet:
+            if time.monotonic() > deadline:
+                return NodeSymptom(node.name, ERROR, f"not checked: the cluster's symptom time budget "
+                                                     f"({opts.budget_s:g} s) ran out")
+            container = pod.containers[0].name
+            try:
+                api.log_tail(pod.namespace, pod.name, container)
+            except KubeCallError as exc:
+                result, detail = classify(exc.status, exc.message)
+                return NodeSymptom(node.name, result, detail)
+        return NodeSymptom(node.name, "ok", f"read the last log line of {pod.namespace}/{pod.name} "
+                                            f"({container}) through the tunnel")
+
+    if not nodes:
+        return ()
+    with ThreadPoolExecutor(max_workers=max(1, min(opts.per_cluster, len(nodes))),
+                            thread_name_prefix="symptom") as pool:
+        return tuple(pool.map(run_in_context(one), nodes))
