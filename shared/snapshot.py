@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from shared.kube.types import KubeView, NodeSymptom
 from shared.netrules.nsg_types import AddressContext, AdminRule, NetworkSecurityGroup
 
 T = TypeVar("T")
@@ -92,6 +93,8 @@ class Firewall:
     id: str
     private_ip: str
     rules: tuple[FirewallRule, ...] = ()
+    # Public IP resources of its IP configurations: the cluster's egress IPs under userDefinedRouting.
+    public_ip_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,33 @@ class NodeProbe:
 
 
 @dataclass(frozen=True)
+class EgressAddress:
+    """One public address (or whole prefix) the cluster's outbound traffic can leave from.
+
+    `address` is an IP or a CIDR prefix (an outbound public IP prefix: every address in it may be used);
+    `source` is the ARM id of the public IP / prefix resource, `via` the thing that uses it (the outbound
+    load balancer, a NAT gateway, the hub firewall), so evidence can say where a missing IP comes from.
+    """
+
+    address: str
+    source: str
+    via: str
+
+
+@dataclass(frozen=True)
+class EgressIps:
+    """The cluster's egress addresses as far as they could be read.
+
+    `errors` maps each egress source that could not be read (a public IP 403, an unreadable firewall or
+    prefix) to why: an address missing from the authorized ranges is still reported, but a cluster whose
+    egress is only partly known is never judged clear.
+    """
+
+    addresses: tuple[EgressAddress, ...] = ()
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ClusterSnapshot:
     id: str
     name: str
@@ -224,6 +254,32 @@ class ClusterSnapshot:
     probes: Mapping[str, NodeProbe | Unavailable] = field(default_factory=dict)
     probes_mode: str = "off"  # off | sample | all
     unsupported_reason: str | None = None  # e.g. availability-set clusters: every cause is unknown
+    # The cluster's Kubernetes API (shared.kube): None = not read in this run (offline, or not asked for).
+    kube: KubeView | Unavailable | None = None
+    # The symptom call per node through API server -> tunnel -> kubelet; None = not made in this run.
+    symptom: tuple[NodeSymptom, ...] | Unavailable | None = None
+    # apiServerAccessProfile.authorizedIpRanges (empty: not restricted) and the egress addresses that
+    # must fall inside them (None: not collected in this run, e.g. a hand-built snapshot).
+    authorized_ip_ranges: tuple[str, ...] = ()
+    egress_ips: EgressIps | Unavailable | None = None
+    # API Server VNet Integration: the API server sits behind an internal load balancer in
+    # `api_server_subnet_id` and dials kubelets directly, so the tunnel is not used unless
+    # `tunnel_exception` says why it still is (Microsoft: agents stay where pod IPs are not VNet IPs).
+    api_server_vnet_integration: bool = False
+    api_server_subnet_id: str | None = None
+    tunnel_exception: str | None = None
 
     def subnet_of(self, node: Node) -> Subnet | None:
         return self.subnets.get(node.subnet_id.lower()) or self.subnets.get(node.subnet_id)
+
+    def tunnel_not_used(self) -> str | None:
+        """Why the API-server-to-node tunnel is not used by this cluster, or None when it is (or may be).
+
+        With API Server VNet Integration the API server reaches kubelets over the VNet; Microsoft's
+        documented exception is a pod network whose IPs are not VNet IPs (Azure CNI Overlay, kubenet,
+        bring-your-own CNI), where Konnectivity agents are still deployed to reach pods.
+        """
+        if not self.api_server_vnet_integration or self.tunnel_exception:
+            return None
+        return ("API Server VNet Integration: the API server reaches the nodes' kubelets directly from its "
+                "delegated subnet, so no tunnel is used")

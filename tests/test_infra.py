@@ -476,7 +476,12 @@ def test_wildcard_semantics() -> None:
 
 def custom_role_actions() -> dict[str, set[str]]:
     roles = variable(module("custom-roles.bicep"), "customRoles")
-    return {unquote(key): set(role["actions"]) for key, role in roles.items()}
+    return {unquote(key): set(role.get("actions", ())) for key, role in roles.items()}
+
+
+def custom_role_data_actions() -> dict[str, set[str]]:
+    roles = variable(module("custom-roles.bicep"), "customRoles")
+    return {unquote(key): set(role.get("dataActions", ())) for key, role in roles.items()}
 
 
 def role_guids_assigned(parsed: Mapping[str, Any]) -> set[str]:
@@ -500,17 +505,22 @@ def role_guids_assigned(parsed: Mapping[str, Any]) -> set[str]:
 
 def test_custom_roles_hold_exactly_the_actions_operations_py_lists() -> None:
     expected: dict[str, set[str]] = {key: set() for key in CUSTOM_ROLES}
+    expected_data: dict[str, set[str]] = {key: set() for key in CUSTOM_ROLES}
     for op in OPERATIONS:
         if op.role in expected:
-            expected[op.role].add(op.action)
+            (expected_data if op.data_action else expected)[op.role].add(op.action)
     assert custom_role_actions() == expected
+    assert custom_role_data_actions() == expected_data
     roles = variable(module("custom-roles.bicep"), "customRoles")
     for key, role in roles.items():
         assert role["description"] == CUSTOM_ROLES[unquote(key)]
     definitions = resources_of_type(module("custom-roles.bicep"), "Microsoft.Authorization/roleDefinitions")
     for definition in definitions.values():
         (permissions,) = resource_body(definition)[0]["properties"]["permissions"]
-        assert permissions["notActions"] == permissions["dataActions"] == permissions["notDataActions"] == []
+        assert permissions["notActions"] == permissions["notDataActions"] == []
+        # Each definition takes its lists from its own customRoles entry: actions or dataActions, never both.
+        granted = json.dumps([permissions["actions"], permissions["dataActions"]])
+        assert (permissions["actions"] == []) != (permissions["dataActions"] == []), granted
 
 
 def test_node_probe_role_is_defined_only_when_enabled() -> None:
@@ -557,7 +567,7 @@ def test_built_in_roles_assigned_on_each_subscription() -> None:
 @pytest.mark.parametrize("node_probes", [True, False], ids=["probes-on", "probes-off"])
 def test_every_operation_is_covered_by_a_granted_role(node_probes: bool) -> None:
     granted = granted_actions(node_probes)
-    needed = [op for op in OPERATIONS if node_probes or op.role != "node-probes"]
+    needed = [op for op in OPERATIONS if (node_probes or op.role != "node-probes") and not op.data_action]
     uncovered = [f"{op.name}: {op.action}" for op in needed if not any(covers(g, op.action) for g in granted)]
     assert not uncovered, f"no granted role covers: {uncovered}"
 
@@ -571,10 +581,117 @@ def test_leaving_probes_out_really_removes_run_command() -> None:
 
 
 def test_each_operation_is_covered_by_the_role_it_names() -> None:
-    custom = custom_role_actions()
+    custom, custom_data = custom_role_actions(), custom_role_data_actions()
     for op in OPERATIONS:
+        if op.data_action:
+            assert any(covers(a, op.action) for a in custom_data[op.role]), f"{op.name}: {op.role} lacks {op.action}"
+            continue
         actions = BUILT_IN_ACTIONS[BUILT_IN_NAMES[op.role]] if op.role in BUILT_IN_NAMES else custom[op.role]
         assert any(covers(a, op.action) for a in actions), f"{op.name}: {op.role} does not cover {op.action}"
+
+
+# Microsoft's least built-in Kubernetes data-plane role, as defined in "Azure built-in roles for Containers".
+AKS_RBAC_READER_DATA_ACTIONS: tuple[str, ...] = tuple(
+    f"Microsoft.ContainerService/managedClusters/{a}" for a in (
+        "apps/controllerrevisions/read", "apps/daemonsets/read", "apps/deployments/read", "apps/replicasets/read",
+        "apps/statefulsets/read", "autoscaling/horizontalpodautoscalers/read", "batch/cronjobs/read",
+        "batch/jobs/read", "configmaps/read", "discovery.k8s.io/endpointslices/read", "endpoints/read",
+        "events.k8s.io/events/read", "events/read", "extensions/daemonsets/read", "extensions/deployments/read",
+        "extensions/ingresses/read", "extensions/networkpolicies/read", "extensions/replicasets/read",
+        "limitranges/read", "metrics.k8s.io/pods/read", "metrics.k8s.io/nodes/read", "namespaces/read",
+        "networking.k8s.io/ingresses/read", "networking.k8s.io/networkpolicies/read", "persistentvolumeclaims/read",
+        "pods/read", "policy/poddisruptionbudgets/read", "replicationcontrollers/read", "resourcequotas/read",
+        "serviceaccounts/read", "services/read"))
+KUBE_OPERATIONS = [op for op in OPERATIONS if op.data_action]
+
+
+def test_kubernetes_reads_are_granted_on_every_monitored_subscription_whatever_the_probe_setting() -> None:
+    output = module("custom-roles.bicep")["outputs"]["roleDefinitionGuids"]["value"]["operator"]["operands"]
+    for branch in ("true_value", "false_value"):
+        assert "kubernetesReadsGuid" in output[branch], f"{branch}: Kubernetes reads not assigned"
+    definitions = resources_of_type(module("custom-roles.bicep"), "Microsoft.Authorization/roleDefinitions")
+    (reads,) = [r for r in definitions.values() if "kubernetes-reads" in json.dumps(resource_body(r)[0])]
+    body, condition, _ = resource_body(reads)
+    assert condition is None, "the Kubernetes reads role must not depend on a parameter"
+    assert body["name"] == "kubernetesReadsGuid"
+
+
+def test_the_kubernetes_role_is_read_only_and_needed_because_no_built_in_reader_suffices() -> None:
+    granted = custom_role_data_actions()["kubernetes-reads"]
+    assert KUBE_OPERATIONS, "operations.py lists no Kubernetes reads"
+    for action in granted:
+        assert action.endswith("/read"), action
+        assert "*" not in action, action
+        assert "secrets" not in action, action
+    not_in_reader = sorted(op.action for op in KUBE_OPERATIONS
+                           if not any(covers(a, op.action) for a in AKS_RBAC_READER_DATA_ACTIONS))
+    assert not_in_reader == ["Microsoft.ContainerService/managedClusters/nodes/read",
+                             "Microsoft.ContainerService/managedClusters/pods/log/read"]
+
+
+def test_every_kubernetes_call_the_code_makes_is_a_listed_operation() -> None:
+    """Scan shared/kube for CoreV1Api / AppsV1Api calls, so a new read cannot skip operations.py and the grants."""
+    code = "\n".join(p.read_text(encoding="utf-8") for p in sorted((REPO / "shared" / "kube").rglob("*.py")))
+    calls = {f"{'CoreV1Api' if api == 'core' else 'AppsV1Api'}.{name}"
+             for api, name in re.findall(r"self\.(core|apps)\.([a-z_]+)", code)}
+    assert {"CoreV1Api.read_namespaced_pod_log", "CoreV1Api.list_node"} <= calls, "discovery found too little"
+    listed = {op.sdk_call for op in KUBE_OPERATIONS}
+    assert calls <= listed, f"Kubernetes calls missing from operations.py: {sorted(calls - listed)}"
+
+
+def _manifest() -> list[dict[str, Any]]:
+    import yaml  # type: ignore[import-untyped]
+
+    text = (REPO / "docs" / "kubernetes-rbac.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) == 1, "docs/kubernetes-rbac.md must hold exactly one yaml manifest"
+    return [d for d in yaml.safe_load_all(blocks[0]) if d]
+
+
+def _rbac_target(op_action: str, sdk_call: str) -> tuple[str, str, str]:
+    """(apiGroup, resource, verb) a Kubernetes RBAC rule must allow for one operations.py data action."""
+    path = op_action.removeprefix("Microsoft.ContainerService/managedClusters/").removesuffix("/read")
+    group, resource = path.split("/", 1) if path.startswith("apps/") else ("", path)
+    verb = "list" if ".list_" in sdk_call else "get"
+    return group, resource, verb
+
+
+def test_kubernetes_rbac_manifest_allows_exactly_the_listed_reads() -> None:
+    docs = _manifest()
+    roles = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert {r["kind"] for r in roles.values()} == {"Role", "ClusterRole"}
+    for binding in bindings:
+        ref = binding["roleRef"]
+        assert (ref["kind"], ref["name"]) in roles, f"{binding['metadata']['name']} binds a role the manifest lacks"
+        assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                        "name": "<MONITOR_OBJECT_ID>"}]
+        if binding["kind"] == "RoleBinding":
+            assert binding["metadata"]["namespace"] == "kube-system"
+    assert len(bindings) == len(roles), "every role is bound once"
+    allowed: set[tuple[str, str, str, str]] = set()  # (scope, group, resource, verb)
+    for (kind, _), role in roles.items():
+        scope = "cluster" if kind == "ClusterRole" else role["metadata"]["namespace"]
+        for rule in role["rules"]:
+            assert set(rule["verbs"]) <= {"get", "list"}, f"{rule} is not read-only"
+            assert not {"secrets", "nodes/proxy", "pods/exec", "pods/portforward", "*"} & set(rule["resources"])
+            allowed |= {(scope, g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    needed = set()
+    for op in KUBE_OPERATIONS:
+        group, resource, verb = _rbac_target(op.action, op.sdk_call)
+        needed.add(("cluster" if resource == "nodes" else "kube-system", group, resource, verb))
+    assert needed <= allowed, f"not allowed by the manifest: {sorted(needed - allowed)}"
+    assert allowed <= needed, f"allowed beyond what the monitor reads: {sorted(allowed - needed)}"
+
+
+def test_manifest_pins_named_reads_to_the_objects_the_code_reads() -> None:
+    from shared.kube import collect as kube_collect
+
+    (role,) = [d for d in _manifest() if d["kind"] == "Role"]
+    pinned = {r["resources"][0]: r.get("resourceNames") for r in role["rules"] if r.get("resourceNames")}
+    assert pinned == {"configmaps": [kube_collect.AUTOSCALER_CONFIGMAP],
+                      "deployments": [kube_collect.AGENT_DEPLOYMENT]}
+    assert role["metadata"]["namespace"] == kube_collect.NAMESPACE
 
 
 def test_host_storage_and_telemetry_roles() -> None:

@@ -232,6 +232,14 @@ class ArmHandlers:
         firewall = self._network(req, "Microsoft.Network/azureFirewalls", self.state.firewall)
         return Response(200, resources.firewall_json(firewall))
 
+    def get_public_ip(self, req: Request) -> Response:
+        pip = self._network(req, "Microsoft.Network/publicIPAddresses", self.state.public_ip)
+        return Response(200, resources.public_ip_json(pip))
+
+    def get_public_ip_prefix(self, req: Request) -> Response:
+        prefix = self._network(req, "Microsoft.Network/publicIPPrefixes", self.state.public_ip_prefix)
+        return Response(200, resources.public_ip_prefix_json(prefix))
+
     def list_admin_rules(self, req: Request) -> Response:
         vnet = self._network(req, "Microsoft.Network/virtualNetworks", self.state.vnet)
         rules: dict[str, dict[str, Any]] = {}

@@ -18,12 +18,15 @@ from devtools.emulator.scenario import (
     ActivityEventSpec,
     ClusterSpec,
     FirewallSpec,
+    Fleet,
     JsonDict,
     LoadBalancerSpec,
     NatGatewaySpec,
     NodeSpec,
     NsgSpec,
     PoolSpec,
+    PublicIpPrefixSpec,
+    PublicIpSpec,
     RouteTableSpec,
     SubnetSpec,
     SubscriptionSpec,
@@ -90,6 +93,17 @@ def cluster_json(cluster: ClusterSpec) -> Json:
             "idleTimeoutInMinutes": cluster.idle_timeout_minutes,
             "backendPoolType": "NodeIPConfiguration",
         }
+        if cluster.outbound_ip_ids or cluster.outbound_ip_prefix_ids:  # the user's own IPs replace managed ones
+            profile = network["loadBalancerProfile"]
+            del profile["managedOutboundIPs"]
+            profile["effectiveOutboundIPs"] = [ref(i) for i in (*cluster.outbound_ip_ids,
+                                                                 *cluster.outbound_ip_prefix_ids)]
+            if cluster.outbound_ip_ids:
+                profile["outboundIPs"] = {"publicIPs": [ref(i) for i in cluster.outbound_ip_ids]}
+            if cluster.outbound_ip_prefix_ids:
+                profile["outboundIPPrefixes"] = {"publicIPPrefixes": [ref(i) for i in cluster.outbound_ip_prefix_ids]}
+    if cluster.network_plugin_mode:
+        network["networkPluginMode"] = cluster.network_plugin_mode
     if cluster.outbound_type == "managedNATGateway" and cluster.nat_gateway_id:
         network["natGatewayProfile"] = {"managedOutboundIPProfile": {"count": 1}, "idleTimeoutInMinutes": 4,
                                         "effectiveOutboundIPs": []}
@@ -108,6 +122,12 @@ def cluster_json(cluster: ClusterSpec) -> Json:
     if cluster.kube.get("aad", True):  # Entra ID integration (the AKS-managed kind)
         props["aadProfile"] = {"managed": True, "enableAzureRBAC": False, "tenantID": cluster.kube.get(
             "tenantId", stable_guid("tenant", cluster.subscription_id)), "adminGroupObjectIDs": []}
+    if cluster.authorized_ip_ranges:
+        props["apiServerAccessProfile"]["authorizedIPRanges"] = list(cluster.authorized_ip_ranges)
+    if cluster.api_server_vnet_integration:
+        props["apiServerAccessProfile"]["enableVnetIntegration"] = True
+        if cluster.api_server_subnet_id:
+            props["apiServerAccessProfile"]["subnetId"] = cluster.api_server_subnet_id
     if cluster.private:
         props["privateFQDN"] = cluster.api_server.private_fqdn
         props["apiServerAccessProfile"]["privateDNSZone"] = "system"
@@ -134,6 +154,44 @@ def _pool_profile(cluster: ClusterSpec, pool: PoolSpec) -> Json:
         profile["minCount"] = pool.min_count if pool.min_count is not None else 1
         profile["maxCount"] = pool.max_count
     return profile
+
+
+def egress_resource_ids(cluster: ClusterSpec, fleet: Fleet) -> tuple[str, ...]:
+    """Public IP / prefix ids the cluster's outbound traffic leaves from, as Azure would route it: a NAT
+    gateway on a node subnet wins over the load balancer; userDefinedRouting leaves through the firewall."""
+    node_subnets = {n.subnet_id.lower() for n in cluster.nodes}
+    nat_ids = {(s.nat_gateway_id or "").lower() for s in cluster.vnet.subnets if s.id.lower() in node_subnets} - {""}
+    nats = [n for n in fleet.nat_gateways if n.id.lower() in nat_ids]
+    if nats:
+        return tuple(i for n in nats for i in n.public_ip_ids)
+    if cluster.outbound_type == "loadBalancer" and cluster.load_balancer is not None:
+        own = (*cluster.outbound_ip_ids, *cluster.outbound_ip_prefix_ids)
+        return own or tuple(_pip_of_frontend(cluster, f) for f in cluster.load_balancer.frontend_ip_ids)
+    if cluster.outbound_type == "userDefinedRouting" and cluster.firewall_id:
+        fw = next(f for f in fleet.firewalls if f.id.lower() == cluster.firewall_id.lower())
+        return (firewall_pip_id(fw),)
+    return ()
+
+
+def firewall_pip_id(fw: FirewallSpec) -> str:
+    return f"{fw.id.rsplit('/', 3)[0]}/publicIPAddresses/{fw.name}-pip"
+
+
+def public_ip_json(pip: PublicIpSpec) -> Json:
+    return {"name": pip.name, "id": pip.id, "etag": etag(pip.id), "location": pip.location,
+            "type": "Microsoft.Network/publicIPAddresses", "sku": {"name": "Standard", "tier": "Regional"},
+            "properties": {"provisioningState": "Succeeded", "resourceGuid": stable_guid("pip", pip.id),
+                           "ipAddress": pip.ip_address, "publicIPAddressVersion": "IPv4",
+                           "publicIPAllocationMethod": "Static", "idleTimeoutInMinutes": 4, "ipTags": []}}
+
+
+def public_ip_prefix_json(prefix: PublicIpPrefixSpec) -> Json:
+    length = int(prefix.ip_prefix.rsplit("/", 1)[-1])
+    return {"name": prefix.name, "id": prefix.id, "etag": etag(prefix.id), "location": prefix.location,
+            "type": "Microsoft.Network/publicIPPrefixes", "sku": {"name": "Standard", "tier": "Regional"},
+            "properties": {"provisioningState": "Succeeded", "resourceGuid": stable_guid("prefix", prefix.id),
+                           "prefixLength": length, "publicIPAddressVersion": "IPv4", "ipPrefix": prefix.ip_prefix,
+                           "ipTags": [], "publicIPAddresses": []}}
 
 
 def _pip_of_frontend(cluster: ClusterSpec, frontend_id: str) -> str:
@@ -449,8 +507,7 @@ def firewall_json(fw: FirewallSpec) -> Json:
             "ipConfigurations": [{"name": "azureFirewallIpConfiguration", "id": ip_config, "etag": etag(ip_config),
                                   "properties": {"provisioningState": "Succeeded", "privateIPAddress": fw.private_ip,
                                                  "subnet": ref(fw.subnet_id),
-                                                 "publicIPAddress": ref(f"{fw.id.rsplit('/', 3)[0]}/"
-                                                                        f"publicIPAddresses/{fw.name}-pip")}}],
+                                                 "publicIPAddress": ref(firewall_pip_id(fw))}}],
             "applicationRuleCollections": collections("applicationRuleCollections", fw.application_rule_collections),
             "natRuleCollections": [],
             "networkRuleCollections": collections("networkRuleCollections", fw.network_rule_collections),

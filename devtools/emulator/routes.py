@@ -103,6 +103,10 @@ def build_routes(h: ArmHandlers) -> list[Route]:
               h.get_nat_gateway),
         route("GET", _NET + r"/azureFirewalls/(?P<name>[^/]+)", "AzureFirewalls.Get",
               "Microsoft.Network/azureFirewalls/read", h.get_firewall),
+        route("GET", _NET + r"/publicIPAddresses/(?P<name>[^/]+)", "PublicIPAddresses.Get",
+              "Microsoft.Network/publicIPAddresses/read", h.get_public_ip),
+        route("GET", _NET + r"/publicIPPrefixes/(?P<name>[^/]+)", "PublicIPPrefixes.Get",
+              "Microsoft.Network/publicIPPrefixes/read", h.get_public_ip_prefix),
     ]
 
 

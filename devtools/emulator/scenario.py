@@ -161,6 +161,26 @@ class ActivityEventSpec:
 
 
 @dataclass(frozen=True)
+class PublicIpSpec:
+    """A public IP resource (load balancer frontend, NAT gateway, firewall, or the user's own outbound IP)."""
+
+    id: str
+    name: str
+    resource_group: str
+    location: str
+    ip_address: str
+
+
+@dataclass(frozen=True)
+class PublicIpPrefixSpec:
+    id: str
+    name: str
+    resource_group: str
+    location: str
+    ip_prefix: str
+
+
+@dataclass(frozen=True)
 class ApiServerSpec:
     fqdn: str
     ip: str
@@ -198,6 +218,15 @@ class ClusterSpec:
     activity: tuple[ActivityEventSpec, ...] = ()
     admin_rules: tuple[JsonDict, ...] = ()
     kube: JsonDict = field(default_factory=dict)  # the Kubernetes API side (devtools.emulator.kubeobjects)
+    # API server access: authorized IP ranges (empty = unrestricted), API Server VNet Integration and the
+    # delegated subnet it uses, and the pod network mode (Azure CNI Overlay keeps the tunnel).
+    authorized_ip_ranges: tuple[str, ...] = ()
+    api_server_vnet_integration: bool = False
+    api_server_subnet_id: str | None = None
+    network_plugin_mode: str | None = None
+    # The user's own load balancer outbound public IPs / prefixes (instead of AKS-managed outbound IPs).
+    outbound_ip_ids: tuple[str, ...] = ()
+    outbound_ip_prefix_ids: tuple[str, ...] = ()
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
@@ -224,6 +253,8 @@ class Fleet:
     nat_gateways: tuple[NatGatewaySpec, ...] = ()
     vnets: tuple[VnetSpec, ...] = ()
     settings: Settings = field(default_factory=Settings)
+    public_ips: tuple[PublicIpSpec, ...] = ()
+    public_ip_prefixes: tuple[PublicIpPrefixSpec, ...] = ()
 
     @property
     def clusters(self) -> tuple[ClusterSpec, ...]:

@@ -19,7 +19,17 @@ Scenario format (camelCase, Azure's own spelling wherever Azure has a word for i
                         "node": {<defaults for every node>}, "nodes": [{"index": 0, <overrides>}]}],
         "metrics": {"loadBalancer": [{"name", "dimensions": {...}, "values": [...]}], "natGateway": [...]},
         "activityLog": [{"operation", "nsg", "rule", "resourceId", "caller", "minutesAgo", "timestamp"}],
-        "adminRules": [<AVNM admin rule properties plus "name">]}]}]}
+        "adminRules": [<AVNM admin rule properties plus "name">],
+        "apiServerAccessProfile": {"authorizedIpRanges": [...], "enableVnetIntegration": false,
+                                   "subnet": "<API server subnet name in the cluster vnet>"},
+        "networkPluginMode": "overlay",
+        "publicIpAddresses": {"<public IP or prefix name>": "<address or CIDR>"}}]}]}
+
+Public IPs: every public IP the scenario implies (the load balancer's managed outbound IPs, NAT gateway
+IPs, a firewall's `<name>-pip`) exists as a resource with a stable address derived from its id, unless
+`publicIpAddresses` names it. `loadBalancerProfile` may instead bring the user's own outbound IPs or
+prefixes: `"outboundIPs": [{"name", "ipAddress", "resourceGroup"}]`,
+`"outboundIPPrefixes": [{"name", "ipPrefix", "resourceGroup"}]`.
 
 Node keys `ip`, `powerState`, `outputLost` and `zone` are ARM-side facts; every other node key (iptables,
 ufw, kubeletListening, containers, egressBlocked, ...) is passed untouched to the node simulation.
@@ -27,6 +37,7 @@ ufw, kubeletListening, containers, egressBlocked, ...) is passed untouched to th
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import uuid
@@ -52,6 +63,8 @@ from devtools.emulator.scenario import (
     NodeSpec,
     NsgSpec,
     PoolSpec,
+    PublicIpPrefixSpec,
+    PublicIpSpec,
     RouteTableSpec,
     Settings,
     SubnetSpec,
@@ -66,6 +79,7 @@ FW_TYPE = "Microsoft.Network/azureFirewalls"
 NAT_TYPE = "Microsoft.Network/natGateways"
 LB_TYPE = "Microsoft.Network/loadBalancers"
 PIP_TYPE = "Microsoft.Network/publicIPAddresses"
+PREFIX_TYPE = "Microsoft.Network/publicIPPrefixes"
 
 TUNNEL_CONTAINERS = {"konnectivity": "konnectivity-agent", "tunnel-front": "tunnel-front", "aks-link": "aks-link"}
 _ARM_NODE_KEYS = {"index", "ip", "powerState", "outputLost", "zone", "running"}
@@ -94,6 +108,8 @@ def fleet_from_json(data: JsonDict, *, now: datetime | None = None) -> Fleet:
         nat_gateways=tuple(builder.nat_gateways.values()),
         vnets=tuple(builder.vnets.values()),
         settings=_settings(data.get("settings", {})),
+        public_ips=tuple(builder.public_ips.values()),
+        public_ip_prefixes=tuple(builder.prefixes.values()),
     )
 
 
@@ -129,6 +145,8 @@ class _FleetBuilder:
         self.firewalls: dict[str, FirewallSpec] = {}
         self.nat_gateways: dict[str, NatGatewaySpec] = {}
         self.vnets: dict[str, VnetSpec] = {}
+        self.public_ips: dict[str, PublicIpSpec] = {}
+        self.prefixes: dict[str, PublicIpPrefixSpec] = {}
         self.cluster_ids: set[str] = set()
 
     def subscription(self, raw: JsonDict, tenant_id: str) -> SubscriptionSpec:
@@ -187,6 +205,7 @@ class _FleetBuilder:
         if outbound == "loadBalancer":
             load_balancer = self._load_balancer(where, ip_count, allocated, idle)
 
+        access = self._access(where, raw, vnet, load_balancer, nat_id=nat_id, firewall_id=firewall_id)
         pools = self._pools(raw, vnet, hash8, tunnel)
         api = _api_server(raw.get("dnsPrefix", f"{name[:30]}-dns"), hash8, location, private, vnet)
         lb_metrics = _series(raw.get("metrics", {}).get("loadBalancer"))
@@ -209,7 +228,50 @@ class _FleetBuilder:
             activity=tuple(self._event(sub_id, rg, e, node_nsg) for e in raw.get("activityLog", ())),
             admin_rules=tuple(raw.get("adminRules", ())),
             kube=dict(raw.get("kube", {})),
+            **access,
         )
+
+    def _access(self, where: _Where, raw: JsonDict, vnet: VnetSpec, load_balancer: LoadBalancerSpec | None, *,
+                nat_id: str | None, firewall_id: str | None) -> dict[str, Any]:
+        """API server access settings, and a public IP / prefix resource for every egress address implied."""
+        named = dict(raw.get("publicIpAddresses", {}))
+        profile = raw.get("apiServerAccessProfile", {})
+        lb_profile = raw.get("loadBalancerProfile", {})
+
+        def pip(rg: str, name: str, address: str | None = None) -> str:
+            pid = naming.resource_id(where.sub_id, rg, PIP_TYPE, name)
+            self._register(self.public_ips, PublicIpSpec(pid, name, rg, where.location,
+                                                         address or named.get(name) or _stable_address(pid)))
+            return pid
+
+        own_ips = tuple(pip(i.get("resourceGroup", where.rg), i["name"], i.get("ipAddress"))
+                        for i in lb_profile.get("outboundIPs", ()))
+        own_prefixes: list[str] = []
+        for item in lb_profile.get("outboundIPPrefixes", ()):
+            rg = item.get("resourceGroup", where.rg)
+            pid = naming.resource_id(where.sub_id, rg, PREFIX_TYPE, item["name"])
+            self._register(self.prefixes, PublicIpPrefixSpec(pid, item["name"], rg, where.location,
+                                                             item.get("ipPrefix") or named.get(item["name"])
+                                                             or str(ipaddress.ip_network(
+                                                                 f"{_stable_address(pid)}/30", strict=False))))
+            own_prefixes.append(pid)
+        if load_balancer is not None and not own_ips and not own_prefixes:
+            for frontend in load_balancer.frontend_ip_ids:
+                pip(where.node_rg, frontend.rsplit("/", 1)[-1])
+        if nat_id is not None:
+            nat = self.nat_gateways[nat_id.lower()]
+            for ip_id in nat.public_ip_ids:
+                pip(nat.resource_group, ip_id.rsplit("/", 1)[-1])
+        if firewall_id is not None:
+            fw = self.firewalls[firewall_id.lower()]
+            pip(fw.resource_group, f"{fw.name}-pip", (raw.get("firewall") or {}).get("publicIp"))
+        subnet_id = None
+        if profile.get("subnet"):
+            subnet_id = _pick_subnet(vnet, profile["subnet"]).id
+        return {"authorized_ip_ranges": tuple(profile.get("authorizedIpRanges", ())),
+                "api_server_vnet_integration": bool(profile.get("enableVnetIntegration", False)),
+                "api_server_subnet_id": subnet_id, "network_plugin_mode": raw.get("networkPluginMode"),
+                "outbound_ip_ids": own_ips, "outbound_ip_prefix_ids": tuple(own_prefixes)}
 
     def _firewall(self, sub_id: str, rg: str, location: str, raw: JsonDict | None) -> str | None:
         if not raw:
@@ -410,6 +472,12 @@ def _api_server(dns_prefix: str, hash8: str, location: str, private: bool, vnet:
                              private_fqdn=f"{dns_prefix}-{hash8}.{guid}.privatelink.{location}.azmk8s.io")
     value = int(hash8)
     return ApiServerSpec(fqdn=fqdn, ip=f"20.{50 + value % 100}.{(value // 100) % 256}.{(value // 25600) % 254 + 1}")
+
+
+def _stable_address(resource_id: str) -> str:
+    """A public-looking address that stays the same for a resource id across runs (52.x.y.z)."""
+    value = int(hashlib.sha256(resource_id.lower().encode()).hexdigest()[:12], 16)
+    return f"52.{value % 200 + 1}.{(value >> 8) % 256}.{(value >> 16) % 252 + 2}"
 
 
 def _series(raw: Sequence[JsonDict] | None) -> tuple[MetricSeries, ...] | None:

@@ -25,6 +25,8 @@ from devtools.emulator.scenario import (
     NodeSpec,
     NsgSpec,
     PoolSpec,
+    PublicIpPrefixSpec,
+    PublicIpSpec,
     RouteTableSpec,
     Settings,
     SubnetSpec,
@@ -54,6 +56,8 @@ class _Index:
     vnets: dict[str, VnetSpec]
     load_balancers: dict[str, ClusterSpec]
     nat_owner: dict[str, ClusterSpec]
+    public_ips: dict[str, PublicIpSpec]
+    public_ip_prefixes: dict[str, PublicIpPrefixSpec]
 
 
 class EmulatorState:
@@ -121,6 +125,27 @@ class EmulatorState:
 
     def vnet(self, resource: str) -> VnetSpec | None:
         return self._index.vnets.get(resource.lower())
+
+    def public_ip(self, resource: str) -> PublicIpSpec | None:
+        return self._index.public_ips.get(resource.lower())
+
+    def public_ip_prefix(self, resource: str) -> PublicIpPrefixSpec | None:
+        return self._index.public_ip_prefixes.get(resource.lower())
+
+    def egress_addresses(self, cluster_id: str) -> tuple[str, ...]:
+        """The cluster's egress addresses (IPs and prefixes) as its scenario wires them, for tests and the
+        Kubernetes side (an agent dialling from outside the authorized ranges gets no connection)."""
+        from devtools.emulator.resources import egress_resource_ids
+
+        cluster = self._require_cluster(cluster_id)
+        out: list[str] = []
+        for rid in egress_resource_ids(cluster, self._fleet):
+            pip, prefix = self.public_ip(rid), self.public_ip_prefix(rid)
+            if pip is not None:
+                out.append(pip.ip_address)
+            elif prefix is not None:
+                out.append(prefix.ip_prefix)
+        return tuple(out)
 
     def load_balancer_owner(self, resource: str) -> ClusterSpec | None:
         return self._index.load_balancers.get(resource.lower())
@@ -226,6 +251,12 @@ class EmulatorState:
             cluster = self._require_cluster(cluster_id)
             self._replace_cluster(dataclasses.replace(cluster, activity=(*cluster.activity, event)))
 
+    def set_authorized_ip_ranges(self, cluster_id: str, ranges: Sequence[str]) -> None:
+        """`az aks update --api-server-authorized-ip-ranges` (empty turns the restriction off)."""
+        with self._lock:
+            cluster = self._require_cluster(cluster_id)
+            self._replace_cluster(dataclasses.replace(cluster, authorized_ip_ranges=tuple(ranges)))
+
     def set_admin_rules(self, cluster_id: str, rules: Sequence[JsonDict]) -> None:
         with self._lock:
             cluster = self._require_cluster(cluster_id)
@@ -309,7 +340,7 @@ class EmulatorState:
 
     @staticmethod
     def _build(fleet: Fleet) -> _Index:
-        index = _Index({}, {}, set(), {}, {}, {}, {}, {}, {}, {}, {}, {})
+        index = _Index({}, {}, set(), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})
         for sub in fleet.subscriptions:
             index.subscriptions[sub.id.lower()] = sub
             for cluster in sub.clusters:
@@ -324,7 +355,12 @@ class EmulatorState:
             index.nat_gateways[nat.id.lower()] = nat
         for vnet in fleet.vnets:
             index.vnets[vnet.id.lower()] = vnet
-        for group in (fleet.nsgs, fleet.route_tables, fleet.firewalls, fleet.nat_gateways, fleet.vnets):
+        for pip in fleet.public_ips:
+            index.public_ips[pip.id.lower()] = pip
+        for prefix in fleet.public_ip_prefixes:
+            index.public_ip_prefixes[prefix.id.lower()] = prefix
+        for group in (fleet.nsgs, fleet.route_tables, fleet.firewalls, fleet.nat_gateways, fleet.vnets,
+                      fleet.public_ips, fleet.public_ip_prefixes):
             for spec in group:
                 parts = spec.id.split("/")
                 index.resource_groups.add((parts[2].lower(), parts[4].lower()))

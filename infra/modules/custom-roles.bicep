@@ -26,6 +26,22 @@ var customRoles = {
       'Microsoft.Compute/locations/operations/read'
     ]
   }
+  // Azure RBAC for Kubernetes authorization: exactly the Kubernetes reads the monitor makes. The built-in
+  // "Azure Kubernetes Service RBAC Reader" (7f6c6a51-bcf8-42ba-9220-52d62157d7db) grants neither nodes/read
+  // nor pods/log/read, and the next built-ins up (RBAC Writer, Admin, Cluster Admin) write or read Secrets.
+  'kubernetes-reads': {
+    roleName: 'AKS tunnel monitor Kubernetes reads (${environmentName})'
+    description: 'AKS tunnel monitor: read-only Kubernetes API on Azure RBAC clusters (nodes; pods, pod logs, events, configmaps, deployments, daemonsets)'
+    dataActions: [
+      'Microsoft.ContainerService/managedClusters/nodes/read'
+      'Microsoft.ContainerService/managedClusters/pods/read'
+      'Microsoft.ContainerService/managedClusters/pods/log/read'
+      'Microsoft.ContainerService/managedClusters/events/read'
+      'Microsoft.ContainerService/managedClusters/configmaps/read'
+      'Microsoft.ContainerService/managedClusters/apps/deployments/read'
+      'Microsoft.ContainerService/managedClusters/apps/daemonsets/read'
+    ]
+  }
 }
 
 var monitoredScopes = [for id in assignableSubscriptionIds: '/subscriptions/${id}']
@@ -33,6 +49,7 @@ var monitoredScopes = [for id in assignableSubscriptionIds: '/subscriptions/${id
 var assignableScopes = union([subscription().id], monitoredScopes)
 var networkActionsGuid = guid(subscription().id, environmentName, 'aks-tunnel-monitor', 'network-actions')
 var nodeProbesGuid = guid(subscription().id, environmentName, 'aks-tunnel-monitor', 'node-probes')
+var kubernetesReadsGuid = guid(subscription().id, environmentName, 'aks-tunnel-monitor', 'kubernetes-reads')
 
 resource networkActions 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: networkActionsGuid
@@ -70,6 +87,24 @@ resource nodeProbes 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (e
   }
 }
 
+resource kubernetesReads 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: kubernetesReadsGuid
+  properties: {
+    roleName: customRoles['kubernetes-reads'].roleName
+    description: customRoles['kubernetes-reads'].description
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: customRoles['kubernetes-reads'].dataActions
+        notDataActions: []
+      }
+    ]
+    assignableScopes: assignableScopes
+  }
+}
+
 // Role definition GUIDs to assign in each monitored subscription; node probes only when enabled.
-output roleDefinitionGuids array = enableNodeProbes ? [networkActionsGuid, nodeProbesGuid] : [networkActionsGuid]
-output roleNames array = enableNodeProbes ? [customRoles['network-actions'].roleName, customRoles['node-probes'].roleName] : [customRoles['network-actions'].roleName]
+output roleDefinitionGuids array = enableNodeProbes ? [networkActionsGuid, kubernetesReadsGuid, nodeProbesGuid] : [networkActionsGuid, kubernetesReadsGuid]
+output roleNames array = enableNodeProbes ? [customRoles['network-actions'].roleName, customRoles['kubernetes-reads'].roleName, customRoles['node-probes'].roleName] : [customRoles['network-actions'].roleName, customRoles['kubernetes-reads'].roleName]

@@ -14,7 +14,10 @@ class Operation:
     name: str
     action: str
     sdk_call: str
-    role: str  # "Reader" | "Monitoring Reader" | custom role key ("network-actions" | "node-probes")
+    role: str  # "Reader" | "Monitoring Reader" | custom role key (CUSTOM_ROLES)
+    # A Kubernetes data-plane read, authorised by Azure RBAC for Kubernetes on Azure RBAC clusters (a role's
+    # dataActions) and by docs/kubernetes-rbac.md's Role/ClusterRole on clusters that use Kubernetes RBAC.
+    data_action: bool = False
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -38,6 +41,12 @@ OPERATIONS: tuple[Operation, ...] = (
               "NetworkManagementClient.route_tables.get", "Reader"),
     Operation("Azure Firewall get", "Microsoft.Network/azureFirewalls/read",
               "NetworkManagementClient.azure_firewalls.get", "Reader"),
+    Operation("public IP address get (egress IPs vs. authorized IP ranges)", "Microsoft.Network/publicIPAddresses/read",
+              "NetworkManagementClient.public_ip_addresses.get", "Reader"),
+    Operation("public IP prefix get (outbound prefixes vs. authorized IP ranges)",
+              "Microsoft.Network/publicIPPrefixes/read", "NetworkManagementClient.public_ip_prefixes.get", "Reader"),
+    Operation("NAT gateway get (its public IPs and prefixes)", "Microsoft.Network/natGateways/read",
+              "NetworkManagementClient.nat_gateways.get", "Reader"),
     Operation("AVNM effective security admin rules",
               "Microsoft.Network/virtualNetworks/listNetworkManagerEffectiveSecurityAdminRules/action",
               "NetworkManagementClient.list_network_manager_effective_security_admin_rules", "network-actions"),
@@ -55,10 +64,22 @@ OPERATIONS: tuple[Operation, ...] = (
               "ComputeManagementClient.virtual_machine_scale_set_vms.begin_run_command", "node-probes"),
     Operation("run-command operation status", "Microsoft.Compute/locations/operations/read",
               "LROPoller polling of the run-command", "node-probes"),
+    *(Operation(f"Kubernetes {what}", f"Microsoft.ContainerService/managedClusters/{resource}", call,
+                "kubernetes-reads", data_action=True) for what, resource, call in (
+        ("nodes list", "nodes/read", "CoreV1Api.list_node"),
+        ("pods list (kube-system)", "pods/read", "CoreV1Api.list_namespaced_pod"),
+        ("pod log read (kube-system, tailLines=1)", "pods/log/read", "CoreV1Api.read_namespaced_pod_log"),
+        ("events list (kube-system)", "events/read", "CoreV1Api.list_namespaced_event"),
+        ("configmap get (kube-system)", "configmaps/read", "CoreV1Api.read_namespaced_config_map"),
+        ("deployment get (kube-system)", "apps/deployments/read", "AppsV1Api.read_namespaced_deployment"),
+        ("daemonsets list (kube-system)", "apps/daemonsets/read", "AppsV1Api.list_namespaced_daemon_set"),
+    )),
 )
 
 CUSTOM_ROLES: dict[str, str] = {
     "network-actions": "AKS tunnel monitor: read actions beyond Reader (AVNM effective admin rules, AKS "
                        "cluster user and monitoring user kubeconfigs)",
     "node-probes": "AKS tunnel monitor: node probes (VMSS run-command)",
+    "kubernetes-reads": "AKS tunnel monitor: read-only Kubernetes API on Azure RBAC clusters (nodes; pods, pod "
+                        "logs, events, configmaps, deployments, daemonsets)",
 }

@@ -1,10 +1,18 @@
-"""The cause catalog: a small explicit registry, in the order every report lists the causes."""
+"""The cause catalog: a small explicit registry, in the order every report lists the causes.
+
+nsg-blocks-10250 is registered with the API-server-subnet flows of API Server VNet Integration merged in
+(`apiserver_subnet.with_api_server_subnet`): same id and subjects, so the contract is unchanged. The causes
+that only exist because of the tunnel are `not_applicable` when the cluster does not use one
+(`ClusterSnapshot.tunnel_not_used`: VNet integration outside Microsoft's documented exceptions).
+"""
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import replace
 
 from shared.causes import (
+    apiserver_subnet,
+    authorized_ip_ranges,
     egress_tunnel_port_blocked,
     iptables_blocks_10250,
     konnectivity_agent_unhealthy,
@@ -13,33 +21,28 @@ from shared.causes import (
     ufw_blocks_10250,
 )
 from shared.causes.base import Cause, run_cause
-from shared.model import CAUSE_ORDER, CauseId, CauseResult, Status
+from shared.model import CAUSE_ORDER, CauseResult
 from shared.snapshot import ClusterSnapshot
 
 
-def _pending(cause_id: CauseId, title: str) -> Cause:
-    """A cause whose check has not landed in this build: always `unknown`, never a silent `clear`."""
-    reason = "this build of the monitor does not check this cause yet"
+def _needs_the_tunnel(cause: Cause) -> Cause:
+    """`not_applicable` first when the cluster uses no tunnel, then the cause's own rule."""
+    own = cause.not_applicable
 
-    def evaluate(_snapshot: ClusterSnapshot) -> CauseResult:
-        return CauseResult(cause_id, Status.UNKNOWN, title, f"Could not be checked: {reason}", reason=reason)
+    def not_applicable(snapshot: ClusterSnapshot) -> str | None:
+        return snapshot.tunnel_not_used() or own(snapshot)
 
-    return Cause(cause_id, title, reason, lambda _snapshot: None, evaluate)
+    return replace(cause, not_applicable=not_applicable)
 
-
-try:  # issue 10 section 3 (another change) adds this module; until then the id stays honest
-    _AUTHORIZED: Cause = importlib.import_module("shared.causes.authorized_ip_ranges").CAUSE
-except ImportError:
-    _AUTHORIZED = _pending(CauseId.AUTHORIZED_IP_RANGES, "API server authorized IP ranges exclude the egress IPs")
 
 REGISTRY: tuple[Cause, ...] = (
-    nsg_blocks_10250.CAUSE,
+    apiserver_subnet.with_api_server_subnet(nsg_blocks_10250.CAUSE),
     ufw_blocks_10250.CAUSE,
     iptables_blocks_10250.CAUSE,
-    egress_tunnel_port_blocked.CAUSE,
+    _needs_the_tunnel(egress_tunnel_port_blocked.CAUSE),
     snat_port_exhaustion.CAUSE,
-    konnectivity_agent_unhealthy.CAUSE,
-    _AUTHORIZED,
+    _needs_the_tunnel(konnectivity_agent_unhealthy.CAUSE),
+    authorized_ip_ranges.CAUSE,
 )
 assert tuple(c.id for c in REGISTRY) == CAUSE_ORDER, "registry must follow the contract's cause order"
 

@@ -1,0 +1,111 @@
+"""API Server VNet Integration end to end: real SDK clients -> ARM emulator -> `diagnose`.
+
+A VNet-integrated cluster uses no tunnel: the tunnel causes are `not_applicable`, and nsg-blocks-10250
+checks what this mode needs instead (the API server subnet reaching every node on TCP 10250, and the NSG
+rules Microsoft documents for that subnet), read from the cluster's real ARM shape
+(`apiServerAccessProfile.enableVnetIntegration` / `subnetId`). Azure CNI Overlay keeps the tunnel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from devtools.emulator.arm import Emulator
+from shared.azure.clients import ArmClients
+from shared.diagnose import Diagnosis, diagnose
+from shared.settings import Settings
+from tests.emulator_fixtures import emulator_fixture  # noqa: F401 (fixture)
+
+SUB = "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+API_PREFIX = "10.30.4.0/28"
+
+
+def scenario(**extra: Any) -> dict[str, Any]:
+    cluster = {
+        "name": "aks-vnet-int", "resourceGroup": "rg-vnetint",
+        "vnet": {"name": "vnet-int", "addressSpace": ["10.30.0.0/16"],
+                 "subnets": [{"name": "snet-aks", "addressPrefix": "10.30.0.0/22", "nsg": "nsg-aks"},
+                             {"name": "snet-apiserver", "addressPrefix": API_PREFIX, "nsg": "nsg-apiserver"}]},
+        "nsgs": [{"name": "nsg-aks", "rules": []}, {"name": "nsg-apiserver", "rules": []}],
+        "apiServerAccessProfile": {"enableVnetIntegration": True, "subnet": "snet-apiserver"},
+        "agentPools": [{"name": "nodepool1", "count": 3, "subnet": "snet-aks"}],
+        **extra,
+    }
+    return {"subscriptions": [{"id": SUB, "displayName": "vnet integration", "clusters": [cluster]}]}
+
+
+def deny(name: str, priority: int, port: str, *, direction: str = "Inbound", source: str = "*") -> dict[str, Any]:
+    return {"name": name, "properties": {"priority": priority, "direction": direction, "access": "Deny",
+                                         "protocol": "Tcp", "sourceAddressPrefix": source, "sourcePortRange": "*",
+                                         "destinationAddressPrefix": "*", "destinationPortRange": port}}
+
+
+def run(emu: Emulator) -> Diagnosis:
+    settings = Settings.from_env({**os.environ, "NODE_PROBES": "off"})
+    clients = ArmClients(settings)
+    cluster = next(str(c.id) for c in emu.state.fleet.clusters)
+    try:
+        return diagnose(cluster, settings=settings, clients=clients, probes=False)
+    finally:
+        clients.close()
+
+
+def cause(diagnosis: Diagnosis, cause_id: str) -> dict[str, Any]:
+    return next(c for c in diagnosis.report["causes"] if c["id"] == cause_id)
+
+
+def test_tunnel_causes_are_not_applicable_and_the_api_server_subnet_is_checked(
+        emulator: Callable[..., Emulator]) -> None:
+    found = run(emulator(scenario()))
+    for tunnel_cause in ("egress-tunnel-port-blocked", "konnectivity-agent-unhealthy"):
+        result = cause(found, tunnel_cause)
+        assert result["status"] == "not_applicable", result
+        assert "VNet Integration" in result["summary"]
+    nsg = cause(found, "nsg-blocks-10250")
+    assert nsg["status"] == "clear", nsg
+    assert "API server subnet reaches every node" in nsg["summary"]
+    assert cause(found, "authorized-ip-ranges-exclude-egress")["status"] == "not_applicable"
+
+
+def test_node_nsg_denying_the_api_server_subnet_is_detected_then_clears(emulator: Callable[..., Emulator]) -> None:
+    emu = emulator(scenario())
+    emu.state.add_nsg_rule("nsg-aks", deny("deny-apiserver-kubelet", 300, "10250", source=API_PREFIX),
+                           caller="jane.doe@contoso.com")
+    nsg = cause(run(emu), "nsg-blocks-10250")
+    assert nsg["status"] == "detected", nsg
+    assert "deny-apiserver-kubelet" in nsg["summary"]
+    assert any("TCP 10250 from the API server subnet" in e["detail"] for e in nsg["evidence"])
+    assert any("--nsg-name nsg-aks" in r and "--priority 299" in r and f"--source-address-prefixes {API_PREFIX}" in r
+               for r in nsg["remediation"])
+    emu.state.remove_nsg_rule("nsg-aks", "deny-apiserver-kubelet")
+    assert cause(run(emu), "nsg-blocks-10250")["status"] == "clear"
+
+
+def test_api_server_subnet_nsg_blocking_the_documented_ports_is_detected(emulator: Callable[..., Emulator]) -> None:
+    emu = emulator(scenario())
+    emu.state.add_nsg_rule("nsg-apiserver", deny("deny-https-in", 400, "443", source="VirtualNetwork"))
+    nsg = cause(run(emu), "nsg-blocks-10250")
+    assert nsg["status"] == "detected", nsg
+    assert any("TCP 443 from node" in e["detail"] for e in nsg["evidence"])
+    emu.state.set_nsg_rules("nsg-apiserver", [deny("deny-probe", 400, "9988", source="AzureLoadBalancer")])
+    nsg = cause(run(emu), "nsg-blocks-10250")
+    assert nsg["status"] == "detected", nsg
+    assert any("TCP 9988 from AzureLoadBalancer" in e["detail"] for e in nsg["evidence"])
+
+
+def test_api_server_subnet_nsg_forbidden_is_unknown(emulator: Callable[..., Emulator]) -> None:
+    emu = emulator(scenario())
+    nsg_id = next(n.id for n in emu.state.fleet.nsgs if n.name == "nsg-apiserver")
+    emu.faults.add(403, operation="NetworkSecurityGroups.Get", resource=nsg_id, count=None)
+    nsg = cause(run(emu), "nsg-blocks-10250")
+    assert nsg["status"] == "unknown", nsg
+    assert "403" in nsg["reason"]
+
+
+def test_azure_cni_overlay_keeps_the_tunnel_causes(emulator: Callable[..., Emulator]) -> None:
+    found = run(emulator(scenario(networkPluginMode="overlay")))
+    for tunnel_cause in ("egress-tunnel-port-blocked", "konnectivity-agent-unhealthy"):
+        result = cause(found, tunnel_cause)
+        assert "VNet Integration: the API server reaches" not in result["summary"], result
