@@ -31,7 +31,7 @@ from shared.probe.params import (
     time_bound_seconds,
     validate_arguments,
 )
-from shared.snapshot import NodeProbe, Unavailable
+from shared.snapshot import NodeProbe, TlsCheck, Unavailable
 
 UFW_TEXT = (
     "Status: active\nLogging: on (low)\nDefault: deny (incoming), allow (outgoing), disabled (routed)\n"
@@ -52,6 +52,7 @@ def _frame(**overrides: object) -> str:
         "reach": {"10.224.0.4": "ok", "10.224.0.5": "timeout", "10.224.0.6": "refused"},
         "ufw_status": UFW_TEXT,
         "iptables_rules": IPTABLES_TEXT,
+        "tls": "0 konnectivity CN = ca",
     }
     values.update(overrides)
     return render_frame(**values)  # type: ignore[arg-type]
@@ -76,14 +77,17 @@ def test_render_then_parse_round_trips_every_field() -> None:
         reachability={"10.224.0.4": "ok", "10.224.0.5": "timeout", "10.224.0.6": "refused"},
         egress={"tcp/443": "ok", "udp/1194": "timeout"},
         api_server_ip="20.61.7.10",
+        tls=TlsCheck(verified=True, alpn="konnectivity", issuer="CN = ca"),
+        container_states={"konnectivity-agent": "running"},
     )
 
 
 def test_rendered_frame_has_the_protocol_layout() -> None:
     lines = _frame().splitlines()
     assert lines[0] == BEGIN_LINE
-    assert lines[1:6] == ["host aks-nodepool1-12345678-vmss000000", "crictl konnectivity-agent",
-                          f"api {API_HOST} 20.61.7.10", "egress tcp/443 ok", "egress udp/1194 timeout"]
+    assert lines[1:8] == ["host aks-nodepool1-12345678-vmss000000", "crictl konnectivity-agent",
+                          "ctr konnectivity-agent:running:0", f"api {API_HOST} 20.61.7.10",
+                          "tls 0 konnectivity CN = ca", "egress tcp/443 ok", "egress udp/1194 timeout"]
     assert lines[-3].startswith("ufw gz ")
     assert lines[-2].startswith("iptables gz ")
     assert lines[-1] == f"==AKSPROBE v1 END lines={len(lines) - 2}=="
@@ -101,6 +105,14 @@ def test_rendered_frame_has_the_protocol_layout() -> None:
         ({"iptables_rules": Missing.ERROR}, "iptables_save", None),
         ({"api_ip": None}, "api_server_ip", None),
         ({"api_ip": None}, "egress", {"tcp/443": "unresolved", "udp/1194": "unresolved"}),
+        ({"egress": {"udp/1194": "silent"}}, "egress", {"udp/1194": "silent"}),
+        ({"containers": Missing.ABSENT}, "container_states", {}),
+        ({"containers": Missing.ERROR}, "container_states", {}),
+        ({"containers": ("konnectivity-agent",), "container_states": {}}, "container_states", {}),
+        ({"containers": (), "container_states": {"aks-link": ("exited", 4)}}, "container_states",
+         {"aks-link": "exited restarts=4"}),
+        ({"containers": ("aks-link",), "container_states": {"aks-link": ("running", 0)}}, "container_states",
+         {"aks-link": "running"}),
     ],
 )
 def test_missing_pieces_parse_to_their_documented_values(overrides: dict[str, object], field: str,
@@ -108,6 +120,61 @@ def test_missing_pieces_parse_to_their_documented_values(overrides: dict[str, ob
     probe = parse_frame(_frame(**overrides), "n")
     assert isinstance(probe, NodeProbe)
     assert getattr(probe, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        ("0 konnectivity CN = ca", TlsCheck(True, "konnectivity", "CN = ca")),
+        ("0 - CN = ca", TlsCheck(True, None, "CN = ca")),
+        ("21 - O = Contoso Inspection, CN = Contoso CA",
+         TlsCheck(False, None, "O = Contoso Inspection, CN = Contoso CA")),
+        ("20 konnectivity CN = proxy", TlsCheck(False, "konnectivity", "CN = proxy")),
+        ("19 - ", TlsCheck(False, None, "")),
+    ],
+)
+def test_tls_line_parses_to_a_judged_handshake(word: str, expected: TlsCheck) -> None:
+    probe = parse_frame(_frame(tls=word), "n")
+    assert isinstance(probe, NodeProbe)
+    assert probe.tls == expected
+
+
+@pytest.mark.parametrize(
+    ("word", "api_ip", "says"),
+    [
+        (None, "20.61.7.10", "openssl is not installed"),
+        ("absent", "20.61.7.10", "openssl is not installed"),
+        ("noca", "20.61.7.10", "/etc/kubernetes/certs/ca.crt"),
+        ("error", "20.61.7.10", "gave no certificate"),
+        ("0 konnectivity CN = ca", None, "did not resolve"),
+        ("10 konnectivity CN = ca", "20.61.7.10", "verify code 10"),  # expired: says nothing about the issuer
+    ],
+)
+def test_tls_that_could_not_be_judged_is_could_not_tell(word: str | None, api_ip: str | None, says: str) -> None:
+    probe = parse_frame(_frame(tls=word, api_ip=api_ip), "n")
+    assert isinstance(probe, NodeProbe)
+    assert probe.tls is not None
+    assert probe.tls.verified is None
+    assert probe.tls.error is not None
+    assert says in probe.tls.error
+
+
+def test_frame_without_tls_or_ctr_lines_reads_as_not_checked() -> None:
+    lines = [line for line in _frame().splitlines() if not line.startswith(("tls ", "ctr "))]
+    lines[-1] = f"==AKSPROBE v1 END lines={len(lines) - 2}=="
+    probe = parse_frame("\n".join(lines) + "\n", "n")
+    assert isinstance(probe, NodeProbe)
+    assert probe.tls is None
+    assert probe.container_states == {}
+
+
+@pytest.mark.parametrize("bad", ["tls 0", "tls maybe", "tls 1234 konnectivity x", "ctr aks-link:exited",
+                                 "ctr aks-link:Exited:1", "tls 0 konnectivity caf\u00e9"])
+def test_malformed_tls_or_ctr_line_is_malformed(bad: str) -> None:
+    lines = [bad if line.startswith(bad.split(" ", maxsplit=1)[0] + " ") else line for line in _frame().splitlines()]
+    probe = parse_frame("\n".join(lines) + "\n", "n")
+    assert isinstance(probe, Unavailable)
+    assert "malformed" in probe.reason
 
 
 def test_ufw_error_makes_ufw_unknown_not_ufw_absent() -> None:
@@ -145,10 +212,19 @@ def test_oversized_ufw_section_is_unknown_with_its_size() -> None:
 def test_frame_at_maximum_size_still_fits() -> None:
     reach = {f"10.224.{i}.{i + 10}": "timeout" for i in range(MAX_TARGETS)}
     frame = _frame(reach=reach, api_host="a" * 253, egress={"tcp/443": "noroute", "tcp/9000": "refused",
-                                                            "udp/1194": "error"},
+                                                            "udp/1194": "silent"},
+                   containers=("konnectivity-agent", "tunnel-front", "aks-link"),
+                   container_states={"konnectivity-agent": ("running", 999999), "tunnel-front": ("unknown", 999999),
+                                     "aks-link": ("running", 999999)},
+                   tls="21 " + "a" * 32 + " " + "O" * 100,
                    iptables_rules=IPTABLES_TEXT + _noise(2200, seed=3))
     assert len(frame.encode()) <= FRAME_LIMIT
-    assert isinstance(parse_frame(frame, "n"), NodeProbe)
+    probe = parse_frame(frame, "n")
+    assert isinstance(probe, NodeProbe)
+    assert probe.tls is not None
+    assert probe.tls.issuer == "O" * 100
+    assert probe.egress["udp/1194"] == "silent"
+    assert probe.iptables_save is None or probe.iptables_save.startswith(IPTABLES_TEXT)
 
 
 # ------------------------------------------------------------------ run-command message
@@ -202,7 +278,7 @@ def test_wrong_line_count_is_truncated() -> None:
     lines = [line for line in _frame().splitlines() if not line.startswith("reach 10.224.0.5 ")]
     probe = parse_frame("\n".join(lines) + "\n", "n")
     assert isinstance(probe, Unavailable)
-    assert "counts 10 lines but 9 arrived" in probe.reason
+    assert "counts 12 lines but 11 arrived" in probe.reason
 
 
 def _replace_payload(frame: str, section: str, transform: object) -> str:

@@ -11,6 +11,7 @@ import base64
 import gzip
 import os
 import re
+import shutil
 import stat
 import subprocess
 import time
@@ -69,6 +70,9 @@ NODES = {
     "hostunreach": NodeState("hostunreach", "10.224.0.17", iptables_rules=(
         "-A INPUT -p tcp --dport 10250 -j REJECT --reject-with icmp-host-unreachable")),
     "nokubelet": NodeState("nokubelet", "10.224.0.18", kubelet_listening=False, containers=None),
+    "udpdrop": NodeState("udpdrop", "10.224.0.19", egress_blocked=frozenset({"udp/1194"}),
+                         containers=("konnectivity-agent",), exited_containers=("aks-link",)),
+    "inspected": NodeState("inspected", "10.224.0.20", tls_inspected=True),
 }
 
 
@@ -162,9 +166,10 @@ def test_render_frame_prints_what_the_script_prints(lab: NetnsNodeLab) -> None:
     probe = run.node_probe()
     assert probe.ufw_status is not None
     assert probe.iptables_save is not None
+    tls = next(line for line in run.lines if line.startswith("tls "))[len("tls "):]
     rendered = render_frame(host="ufwdeny", containers=probe.containers or (), api_host=API.host,
                             api_ip=probe.api_server_ip, egress=probe.egress, reach=probe.reachability,
-                            ufw_status=probe.ufw_status, iptables_rules=probe.iptables_save)
+                            ufw_status=probe.ufw_status, iptables_rules=probe.iptables_save, tls=tls)
 
     def decoded(frame: str) -> list[str]:  # gzip bytes may differ between GNU gzip and zlib; text may not
         return [f"{m.group(1)} {gzip.decompress(base64.b64decode(m.group(2))).decode()!r}"
@@ -195,6 +200,63 @@ def test_blocked_egress_is_a_timeout(lab: NetnsNodeLab) -> None:
 
 
 @pytest.mark.kernel
+def test_udp_1194_answered_by_an_openvpn_server_is_ok(lab: NetnsNodeLab) -> None:
+    """The lab's aks-link side answers the client hard reset with a server hard reset (opcode 8)."""
+    run = run_probe(lab, "clean", [], checks=["udp/1194"])
+    assert "egress udp/1194 ok" in run.lines
+
+
+@pytest.mark.kernel
+def test_udp_1194_silently_dropped_is_silent_not_ok(lab: NetnsNodeLab) -> None:
+    """An iptables DROP on the path sends nothing back: that proves nothing either way (issue 8 item 1)."""
+    run = run_probe(lab, "udpdrop", [], checks=["tcp/443", "udp/1194"])
+    assert run.node_probe().egress == {"tcp/443": "ok", "udp/1194": "silent"}
+
+
+@pytest.mark.kernel
+def test_udp_1194_without_a_listener_is_refused_by_icmp() -> None:
+    require_netns("iptables-restore", "nc", "unshare", "getent")
+    with NetnsNodeLab(aks_link_server=False) as bare:
+        bare.prepare([NodeState("lonely", "10.224.0.30")], API)
+        outcome = bare.run("lonely", SCRIPT, build_arguments(API.host, ["udp/1194"], [], timeout=TIMEOUT_S))
+    probe = parse_frame(outcome.stdout, "lonely")
+    assert isinstance(probe, NodeProbe), probe
+    assert probe.egress == {"udp/1194": "refused"}
+
+
+@pytest.mark.kernel
+def test_tls_to_the_api_server_verifies_against_the_cluster_ca_with_alpn(lab: NetnsNodeLab) -> None:
+    probe = run_probe(lab, "clean", [], checks=["tcp/443"]).node_probe()
+    assert probe.tls is not None
+    assert probe.tls.verified is True
+    assert probe.tls.alpn == "konnectivity"
+    assert "AKS lab cluster CA" in probe.tls.issuer
+    assert probe.tls.error is None
+
+
+@pytest.mark.kernel
+def test_tls_inspecting_proxy_is_not_verified_and_names_its_issuer(lab: NetnsNodeLab) -> None:
+    probe = run_probe(lab, "inspected", [], checks=["tcp/443"]).node_probe()
+    assert probe.egress == {"tcp/443": "ok"}  # TCP alone cannot see the proxy
+    assert probe.tls is not None
+    assert probe.tls.verified is False
+    assert probe.tls.alpn is None
+    assert "Contoso TLS Inspection" in probe.tls.issuer
+
+
+@pytest.mark.kernel
+def test_tunnel_container_states_come_from_crictl_ps_all(lab: NetnsNodeLab) -> None:
+    run = run_probe(lab, "udpdrop", [], checks=[])
+    probe = run.node_probe()
+    assert probe.containers == ("konnectivity-agent",)
+    assert probe.container_states == {"konnectivity-agent": "running", "aks-link": "exited restarts=3"}
+    assert "ctr konnectivity-agent:running:0,aks-link:exited:3" in run.lines
+    absent = run_probe(lab, "nokubelet", [], checks=[])
+    assert "ctr absent" in absent.lines
+    assert absent.node_probe().container_states == {}
+
+
+@pytest.mark.kernel
 def test_unresolvable_api_host(lab: NetnsNodeLab) -> None:
     run = run_probe(lab, "clean", [ip("clean")], host="no-such-cluster.invalid")
     assert "api no-such-cluster.invalid unresolved" in run.lines
@@ -202,6 +264,9 @@ def test_unresolvable_api_host(lab: NetnsNodeLab) -> None:
     assert probe.api_server_ip is None
     assert probe.egress == {"tcp/443": "unresolved", "tcp/9000": "unresolved", "udp/1194": "unresolved"}
     assert probe.reachability == {ip("clean"): "ok"}
+    assert probe.tls is not None
+    assert probe.tls.verified is None
+    assert "did not resolve" in (probe.tls.error or "")
 
 
 @pytest.mark.kernel
@@ -311,6 +376,45 @@ def test_invalid_arguments_give_an_error_frame_and_run_nothing(
     with pytest.raises(ProbeArgumentError) as mirrored:
         validate_arguments(args)
     assert probe.reason == f"the node probe refused to run: {mirrored.value.reason}"
+
+
+def _path_without(hidden: set[str], farm: Path) -> str:
+    """The standard directories as symlink copies without the `hidden` tools."""
+    parts = []
+    for directory in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        real = os.path.realpath(directory)
+        copy = farm / real.strip("/").replace("/", "_")
+        if copy.exists() or not os.path.isdir(real):
+            continue
+        copy.mkdir(parents=True)
+        for entry in set(os.listdir(real)) - hidden:
+            (copy / entry).symlink_to(os.path.join(real, entry))
+        parts.append(str(copy))
+    return ":".join(parts)
+
+
+@pytest.mark.parametrize(("hidden", "word"), [({"openssl"}, "absent"), (set(), "noca")])
+def test_tls_without_openssl_or_cluster_ca_says_so(hidden: set[str], word: str, tmp_path: Path) -> None:
+    """No kernel needed: the API host 'resolves' to loopback through a stand-in getent, nc is a stand-in
+    that fails, and this machine has no /etc/kubernetes/certs/ca.crt (the CA path is fixed in the script)."""
+    if Path("/etc/kubernetes/certs/ca.crt").exists():
+        pytest.skip("this machine holds a cluster CA at the fixed path")
+    if not hidden and shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed here")
+    fakes = tmp_path / "fakes"
+    fakes.mkdir()
+    for tool, body in (("getent", "echo '127.0.0.1       STREAM x'"), ("nc", "exit 1")):
+        (fakes / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (fakes / tool).chmod(0o755)
+    env = {"PATH": f"{fakes}:{_path_without(hidden | {'crictl', 'ufw'}, tmp_path / 'farm')}",
+           "HOME": str(tmp_path), "LC_ALL": "C"}
+    done = _run_script_with_fakes(["1", API.host, "tcp/443", "-", "10250", "1"], env)
+    assert f"tls {word}" in done.stdout.splitlines(), done.stdout
+    probe = parse_frame(done.stdout, "n")
+    assert isinstance(probe, NodeProbe), probe
+    assert probe.tls is not None
+    assert probe.tls.verified is None
+    assert probe.tls.error
 
 
 def test_valid_arguments_do_reach_the_tools(logging_tools: tuple[dict[str, str], Path]) -> None:

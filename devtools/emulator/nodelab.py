@@ -4,9 +4,11 @@ Layout (all namespaces and links are created by and private to one lab; names ca
 
     node netns (eth0 = declared IP) --veth--+
     node netns ...                  --veth--+-- bridge [hub netns] --veth-- api netns (API IP/32;
-                                                router IP, forwarding;       listeners on tcp 443,
-                                                FORWARD drops the nodes'     tcp 9000, udp 1194)
-                                                egress_blocked ports
+                                                router IP, forwarding;       TLS on tcp 443, tcp 9000,
+                                                FORWARD drops the nodes'     an OpenVPN-like responder
+                                                egress_blocked ports; nat    on udp 1194, the TLS-
+                                                sends tls_inspected nodes'   inspecting proxy on 8443)
+                                                443 to the proxy
 
 Inside each node: its filter table is loaded with iptables-restore; a python listener plays the kubelet
 on TCP 10250; ufw (when the node has it) is the real ufw, driven in a private mount namespace in which
@@ -15,6 +17,13 @@ IPT_SYSCTL pointed at an empty file so that it touches no sysctl. /etc/hosts map
 lab address and /etc/resolv.conf points at the namespace's own loopback, so no DNS query leaves the lab.
 Egress blocks are DROP rules on the hub's FORWARD path, so the node sees a timeout just as behind an NSG
 or firewall, and its own INPUT/OUTPUT rules stay exactly as declared.
+
+The API server answers like AKS's: TCP 443 is TLS with a certificate for the API host from the lab's cluster
+CA, negotiating ALPN `konnectivity`, and every node holds that CA at /etc/kubernetes/certs/ca.crt (an
+overlay on /etc in the node's private mount namespace). UDP 1194 answers an OpenVPN client hard reset with a
+server hard reset, as aks-link's OpenVPN server does, and ignores anything else. A node marked
+`tls_inspected` has its TCP 443 redirected by the hub to a proxy presenting a certificate from another CA
+("Contoso TLS Inspection") without ALPN, as a TLS-inspecting firewall does.
 
 The one stand-in: containerd cannot run here, so `crictl` is a tiny script that prints a `crictl ps`
 table of the node's declared containers; nodes whose containers are None get no crictl at all. Tools a
@@ -54,7 +63,11 @@ from devtools.emulator.nodes import (
 
 log = logging.getLogger(__name__)
 
-API_LISTENERS = ("tcp:443", "tcp:9000", "udp:1194")
+API_LISTENERS = ("tcp:9000",)
+OPENVPN_LISTENER = "openvpn:1194"
+INSPECTING_PROXY_PORT = 8443
+INSPECTOR_ORGANIZATION = "Contoso TLS Inspection"
+NODE_CA_PATH = "kubernetes/certs/ca.crt"  # under /etc on the node
 KUBELET_LISTENER = "tcp:10250"
 STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 _REQUIRED_TOOLS = ("ip", "iptables-restore", "iptables-save", "unshare", "mount", "nc", "bash", "timeout",
@@ -63,22 +76,38 @@ _UFW_POLICY = {"deny": "DROP", "reject": "REJECT", "allow": "ACCEPT"}
 _EMPTY_FILTER = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 _RUN_TIMEOUT_S = 120.0
 
-# Accepts and closes TCP connections / swallows UDP datagrams on the given "proto:port" specs.
+# Listens on the given specs: "tcp:PORT" accepts and closes; "udp:PORT" swallows datagrams; "openvpn:PORT"
+# answers a P_CONTROL_HARD_RESET_CLIENT_V2 (opcode 7) with a P_CONTROL_HARD_RESET_SERVER_V2 (opcode 8) that
+# acknowledges it, as an OpenVPN server without tls-auth does, and ignores anything else; "tls:PORT:PEM:ALPN"
+# completes a TLS handshake with the key and chain in PEM (ALPN "-" = none offered) and closes.
 _LISTENER_CODE = """\
-import selectors, socket, sys
+import os, selectors, socket, ssl, sys, threading
 sel = selectors.DefaultSelector()
+def handshake(context, conn):
+    try:
+        conn.settimeout(10)
+        context.wrap_socket(conn, server_side=True).close()
+    except OSError:
+        conn.close()
 for spec in sys.argv[1:]:
-    proto, port = spec.split(":")
-    if proto == "tcp":
+    kind, port, *rest = spec.split(":")
+    if kind in ("tcp", "tls"):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", int(port)))
         s.listen(128)
+        data = kind
+        if kind == "tls":
+            data = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            data.load_cert_chain(rest[0])
+            if rest[1] != "-":
+                data.set_alpn_protocols([rest[1]])
     else:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("0.0.0.0", int(port)))
+        data = kind
     s.setblocking(False)
-    sel.register(s, selectors.EVENT_READ, proto)
+    sel.register(s, selectors.EVENT_READ, data)
 print("ready", flush=True)
 while True:
     for key, _ in sel.select():
@@ -86,8 +115,17 @@ while True:
             if key.data == "tcp":
                 conn, _ = key.fileobj.accept()
                 conn.close()
+            elif isinstance(key.data, ssl.SSLContext):
+                conn, _ = key.fileobj.accept()
+                conn.setblocking(True)
+                threading.Thread(target=handshake, args=(key.data, conn), daemon=True).start()
             else:
-                key.fileobj.recvfrom(2048)
+                packet, peer = key.fileobj.recvfrom(2048)
+                if key.data == "openvpn" and len(packet) >= 14 and packet[0] >> 3 == 7 and packet[9] == 0:
+                    # opcode 8 | key id, our session id, ack array [their packet id], their session id, packet id 0
+                    reply = (bytes([8 << 3 | packet[0] & 7]) + os.urandom(8) + b"\\x01" + packet[10:14]
+                             + packet[1:9] + bytes(4))
+                    key.fileobj.sendto(reply, peer)
         except OSError:
             pass
 """
@@ -98,7 +136,8 @@ _ENTER_CODE = """\
 set -e
 printf '%s' "$1" > /proc/sys/kernel/hostname
 export PATH="$2"
-shift 2
+mount -t overlay nodelab-etc -o "ro,lowerdir=$3:/etc" /etc
+shift 3
 while [ "$1" != "--" ]; do mount --bind "$1" "$2"; shift 2; done
 shift
 exec "$@"
@@ -107,7 +146,10 @@ exec "$@"
 _FAKE_CRICTL = """\
 #!/bin/sh
 # node lab stand-in for crictl (no containerd here): the containers this simulated node declares.
-exec cat {table}
+for arg in "$@"; do
+  case $arg in -a | --all) exec cat {all} ;; esac
+done
+exec cat {running}
 """
 
 
@@ -139,7 +181,9 @@ class _Node:
 class NetnsNodeLab:
     """A RunCommandExecutor on real namespaces; use as a context manager or call close()."""
 
-    def __init__(self, *, node_prefix_len: int = 16) -> None:
+    def __init__(self, *, node_prefix_len: int = 16, aks_link_server: bool = True) -> None:
+        """`aks_link_server` False: nothing listens on UDP 1194, so the API side answers ICMP port unreachable."""
+        self._aks_link_server = aks_link_server
         self._tag = uuid.uuid4().hex[:8]
         self._prefix_len = node_prefix_len
         self._hub = f"atm{self._tag}hub"
@@ -275,7 +319,25 @@ class NetnsNodeLab:
         _cmd(["ip", "-n", self._api_ns, "route", "add", "default", "via", self._router_ip, "dev", "eth0"])
         _cmd(["ip", "-n", self._hub, "link", "set", self._api_port, "up"])
         _cmd(["ip", "-n", self._hub, "route", "add", f"{api.ip}/32", "dev", self._api_port])
-        self._api_listener = _start_listener(self._api_ns, API_LISTENERS)
+        self._api_listener = _start_listener(self._api_ns, self._api_specs(api))
+
+    def _api_specs(self, api: ApiServerState) -> list[str]:
+        """The API side's listeners: AKS's TLS endpoint, the inspecting proxy, tunnel-front, aks-link."""
+        import trustme  # a dev dependency, like the rest of devtools
+
+        assert self._root is not None
+        cluster_ca = trustme.CA(organization_name="AKS lab cluster CA")
+        inspector = trustme.CA(organization_name=INSPECTOR_ORGANIZATION)
+        (self._root / "ca-etc" / "kubernetes" / "certs").mkdir(parents=True)
+        cluster_ca.cert_pem.write_to_path(str(self._root / "ca-etc" / NODE_CA_PATH))
+        served = self._root / "api-server.pem"
+        cluster_ca.issue_cert(api.host, api.ip).private_key_and_cert_chain_pem.write_to_path(str(served))
+        proxied = self._root / "inspector.pem"
+        inspector.issue_cert(api.host).private_key_and_cert_chain_pem.write_to_path(str(proxied))
+        specs = [*API_LISTENERS, f"tls:443:{served}:konnectivity", f"tls:{INSPECTING_PROXY_PORT}:{proxied}:-"]
+        if self._aks_link_server:
+            specs.append(OPENVPN_LISTENER)
+        return specs
 
     def _build_node(self, index: int, state: NodeState) -> None:
         assert self._root is not None
@@ -302,7 +364,7 @@ class NetnsNodeLab:
         (node.home / "hosts").write_text(f"127.0.0.1 localhost\n{self._api.ip} {self._api.host}\n")
         (node.home / "resolv.conf").write_text("nameserver 127.0.0.1\n")
         if state.containers is not None:
-            _write_fake_crictl(node.home, state.containers)
+            _write_fake_crictl(node.home, state.containers, state.exited_containers)
 
         _cmd(["ip", "netns", "exec", node.netns, "iptables-restore"], stdin=filter_table_text(state.iptables_rules))
         if shutil.which("ip6tables-restore"):
@@ -351,6 +413,13 @@ class NetnsNodeLab:
                 rules.append(f"-A FORWARD -s {node.state.ip}/32 -d {self._api.ip}/32 -p {proto} "
                              f"-m {proto} --dport {port} -j DROP")
         table = _EMPTY_FILTER.replace("COMMIT\n", "".join(f"{r}\n" for r in rules) + "COMMIT\n")
+        # A TLS-inspecting proxy: the node's 443 to the API lands on the proxy (a blocked 443 stays blocked).
+        redirects = [f"-A PREROUTING -s {node.state.ip}/32 -d {self._api.ip}/32 -p tcp -m tcp --dport 443 "
+                     f"-j DNAT --to-destination {self._api.ip}:{INSPECTING_PROXY_PORT}\n"
+                     for node in self._nodes.values()
+                     if node.state.tls_inspected and "tcp/443" not in node.state.egress_blocked]
+        table += ("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+                  ":POSTROUTING ACCEPT [0:0]\n" + "".join(redirects) + "COMMIT\n")
         _cmd(["ip", "netns", "exec", self._hub, "iptables-restore"], stdin=table)
 
     # ------------------------------------------------------------ helpers
@@ -386,9 +455,10 @@ class NetnsNodeLab:
                       str(node.home / "lib-ufw"), "/lib/ufw"]
         hidden = {"crictl"} | (set() if node.state.ufw is not None else {"ufw"})
         path = ":".join([str(node.home / "bin"), *_dirs_without(hidden, node.home / "path")])
+        assert self._root is not None
         return ["ip", "netns", "exec", node.netns, "unshare", "--mount", "--uts", "--propagation", "private",
-                "--", "bash", "-c", _ENTER_CODE, "nodelab-enter", node.state.name[:64], path, *binds, "--",
-                *argv]
+                "--", "bash", "-c", _ENTER_CODE, "nodelab-enter", node.state.name[:64], path,
+                str(self._root / "ca-etc"), *binds, "--", *argv]
 
 
 def _dirs_without(hidden: set[str], farm: Path) -> list[str]:
@@ -413,19 +483,26 @@ def _dirs_without(hidden: set[str], farm: Path) -> list[str]:
     return result
 
 
-def _write_fake_crictl(home: Path, containers: Sequence[str]) -> None:
+def _write_fake_crictl(home: Path, containers: Sequence[str], exited: Sequence[str] = ()) -> None:
+    """`crictl ps` tables: running containers at attempt 0 (1 when also listed as exited), exited ones
+    (crash-looping) at a higher attempt; `-a` shows both, otherwise only the running rows."""
     header = ("CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD")
-    rows = [header]
-    for i, name in enumerate(containers):
+    rows = [(name, "Running", "1" if name in exited else "0") for name in containers]
+    rows += [(name, "Exited", "0" if name in containers else "3") for name in exited]
+    table_rows = [header]
+    for i, (name, state, attempt) in enumerate(rows):
         digest = hashlib.sha256(f"{home}/{name}/{i}".encode()).hexdigest()
-        rows.append((digest[:13], f"sha256:{digest[13:26]}", "2 hours ago", "Running", name, "0",
-                     digest[26:39], f"{name}-{digest[39:49]}-{digest[49:54]}"))
-    widths = [max(20, max(len(row[c]) for row in rows) + 3) for c in range(len(header))]
-    table = "".join("".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
-                    for row in rows)
-    (home / "crictl-ps.txt").write_text(table)
+        table_rows.append((digest[:13], f"sha256:{digest[13:26]}", "2 hours ago", state, name, attempt,
+                           digest[26:39], f"{name}-{digest[39:49]}-{digest[49:54]}"))
+    widths = [max(20, max(len(row[c]) for row in table_rows) + 3) for c in range(len(header))]
+    lines = ["".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
+             for row in table_rows]
+    (home / "crictl-ps-a.txt").write_text("".join(lines))
+    (home / "crictl-ps.txt").write_text("".join(line for line, row in zip(lines, table_rows, strict=True)
+                                                if row[3] != "Exited"))
     crictl = home / "bin" / "crictl"
-    crictl.write_text(_FAKE_CRICTL.format(table=shlex.quote(str(home / "crictl-ps.txt"))))
+    crictl.write_text(_FAKE_CRICTL.format(all=shlex.quote(str(home / "crictl-ps-a.txt")),
+                                          running=shlex.quote(str(home / "crictl-ps.txt"))))
     crictl.chmod(0o755)
 
 

@@ -46,6 +46,9 @@ class NodeState:
     `ufw`: None = ufw not installed. `containers`: running containers; None = crictl absent.
     `egress_blocked`: e.g. {"tcp/443"}: dropped on the way out (as an NSG/firewall would, not on the node).
     `running`: False = deallocated/stopped VM (run-command refuses, peers see nothing).
+    `exited_containers`: tunnel agents whose newest instance exited after restarts (crash-looping), as
+    `crictl ps -a` shows them. `tls_inspected`: a TLS-inspecting proxy on the egress path answers the node's
+    TCP 443 to the API server with a certificate from another CA and no ALPN.
     """
 
     name: str
@@ -56,6 +59,8 @@ class NodeState:
     containers: tuple[str, ...] | None = ("konnectivity-agent",)
     egress_blocked: frozenset[str] = field(default_factory=frozenset)
     running: bool = True
+    exited_containers: tuple[str, ...] = ()
+    tls_inspected: bool = False
 
     def __post_init__(self) -> None:
         ipaddress.IPv4Address(self.ip)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 
 from shared.probe.params import TUNNEL_CHECKS
-from shared.snapshot import NodeProbe, Unavailable
+from shared.snapshot import NodeProbe, TlsCheck, Unavailable
 from shared.tunnel import TUNNEL_CONTAINERS
 
 BEGIN_LINE = "==AKSPROBE v1 BEGIN=="
@@ -28,7 +28,18 @@ FRAME_LIMIT = 3999  # bytes of the whole frame, trailing newline included
 TOOLARGE_RESERVE = 40  # room kept for the iptables line while deciding whether ufw fits
 AZURE_STREAM_LIMIT = 4096  # run-command keeps the last 4,096 bytes of stdout and of stderr
 REACH_OUTCOMES = ("ok", "timeout", "refused", "noroute", "error")
-EGRESS_OUTCOMES = (*REACH_OUTCOMES, "unresolved")
+EGRESS_OUTCOMES = (*REACH_OUTCOMES, "unresolved", "silent")
+CLUSTER_CA = "/etc/kubernetes/certs/ca.crt"  # fixed in the script; named here for messages
+# How the script's `tls` words read, when no handshake could be judged.
+TLS_ERRORS = {
+    "absent": "openssl is not installed on the node, so the TLS handshake could not be checked",
+    "noca": f"the node holds no cluster CA at {CLUSTER_CA}, so the served certificate could not be verified",
+    "unresolved": "the API server host did not resolve on the node, so no TLS handshake was made",
+    "error": "the TLS handshake to the API server on 443 gave no certificate (no answer, reset or not TLS)",
+}
+# X.509 verify codes that mean "this chain does not lead to the cluster CA" (another issuer). Any other
+# non-zero code (expired, not yet valid, ...) says nothing about who issued it: verified stays None.
+OTHER_ISSUER_CODES = frozenset({2, 7, 18, 19, 20, 21})
 TRUNCATED = "probe output was truncated"
 
 _MAX_SECTION_TEXT = 4 * 1024 * 1024  # a 4 KB frame cannot honestly decompress to more than this
@@ -40,7 +51,9 @@ _SECTION_RE = re.compile(r"(absent|error|toolarge (\d+)|gz ([A-Za-z0-9+/=]+))")
 _LINE_PATTERNS: dict[str, re.Pattern[str]] = {
     "host": re.compile(r"\S+"),
     "crictl": re.compile(r"absent|error|none|[a-z0-9-]+(?:,[a-z0-9-]+)*"),
+    "ctr": re.compile(r"absent|error|none|([a-z0-9-]+:[a-z]+:[0-9]{1,6})(?:,[a-z0-9-]+:[a-z]+:[0-9]{1,6})*"),
     "api": re.compile(rf"(\S+) ({_IPV4}|unresolved)"),
+    "tls": re.compile(r"(absent|noca|unresolved|error)|([0-9]{1,3}) ([A-Za-z0-9._/-]+) ?([ -~]{0,100})"),
     "egress": re.compile(rf"({'|'.join(TUNNEL_CHECKS)}) ({'|'.join(EGRESS_OUTCOMES)})"),
     "reach": re.compile(rf"({_IPV4}) ({'|'.join(REACH_OUTCOMES)})"),
     "ufw": _SECTION_RE,
@@ -140,6 +153,7 @@ def _parse_body(body: Sequence[str], node: str) -> NodeProbe | Unavailable:
     crictl = found["crictl"].group(0)
     containers = None if crictl in ("absent", "error") else () if crictl == "none" else tuple(crictl.split(","))
     api_ip = found["api"].group(2)
+    tls = _tls_check(found["tls"]) if "tls" in found else None
     return NodeProbe(
         node=node,
         ufw_status=ufw if isinstance(ufw, str) else None,
@@ -151,7 +165,37 @@ def _parse_body(body: Sequence[str], node: str) -> NodeProbe | Unavailable:
         reachability=reach,
         egress=egress,
         api_server_ip=None if api_ip == "unresolved" else api_ip,
+        tls=tls,
+        container_states=_container_states(found["ctr"].group(0)) if "ctr" in found else {},
     )
+
+
+def _container_states(word: str) -> dict[str, str]:
+    """`aks-link:exited:4` -> {"aks-link": "exited restarts=4"}: crictl's state of the newest instance,
+    lowercased, then how often the container was restarted when it was."""
+    if word in ("absent", "error", "none"):
+        return {}
+    states: dict[str, str] = {}
+    for item in word.split(","):
+        name, state, attempt = item.split(":")
+        states[name] = state if attempt == "0" else f"{state} restarts={int(attempt)}"
+    return states
+
+
+def _tls_check(match: re.Match[str]) -> TlsCheck:
+    """The `tls` line as a TlsCheck; anything that is not a judged handshake carries its reason in `error`."""
+    if match.group(1) is not None:
+        return TlsCheck(verified=None, alpn=None, error=TLS_ERRORS[match.group(1)])
+    code = int(match.group(2))
+    alpn = None if match.group(3) == "-" else match.group(3)
+    issuer = (match.group(4) or "").strip()
+    if code == 0:
+        return TlsCheck(verified=True, alpn=alpn, issuer=issuer)
+    if code in OTHER_ISSUER_CODES:
+        return TlsCheck(verified=False, alpn=alpn, issuer=issuer)
+    return TlsCheck(verified=None, alpn=alpn, issuer=issuer,
+                    error=f"the served certificate failed verification for another reason than its issuer "
+                          f"(X.509 verify code {code})")
 
 
 def _section_error(section: str | Missing | Unavailable, what: str) -> str | None:
@@ -192,14 +236,21 @@ def _decode_gz(encoded: str, name: str) -> str | Unavailable:
 
 def render_frame(*, host: str, containers: Sequence[str] | Missing, api_host: str, api_ip: str | None,
                  egress: Mapping[str, str], reach: Mapping[str, str],
-                 ufw_status: str | Missing, iptables_rules: str | Missing) -> str:
+                 ufw_status: str | Missing, iptables_rules: str | Missing,
+                 tls: str | None = None,
+                 container_states: Mapping[str, tuple[str, int]] | None = None) -> str:
     """What the script prints for these observations.
 
     `egress` and `reach` are in argument order; `iptables_rules` is the already-filtered text (the
-    rules reachable from INPUT), exactly what the script would compress.
+    rules reachable from INPUT), exactly what the script would compress. `tls` is the word(s) after
+    `tls ` (`absent`, `noca`, `error` or `<verify code> <alpn or -> <issuer>`; None: as without openssl);
+    `container_states` maps a tunnel agent to (state, attempt) of its newest instance (None: every
+    running container in `containers` at attempt 0).
     """
     lines = [f"host {_sanitized_host(host)}", f"crictl {_crictl_word(containers)}",
-             f"api {api_host} {api_ip or 'unresolved'}"]
+             f"ctr {_ctr_word(containers, container_states)}",
+             f"api {api_host} {api_ip or 'unresolved'}",
+             f"tls {(tls or 'absent') if api_ip else 'unresolved'}"]
     lines += [f"egress {check} {outcome if api_ip else 'unresolved'}" for check, outcome in egress.items()]
     lines += [f"reach {ip} {outcome}" for ip, outcome in reach.items()]
 
@@ -245,6 +296,16 @@ def _crictl_word(containers: Sequence[str] | Missing) -> str:
         return containers.value
     running = [name for name in TUNNEL_CONTAINERS if name in containers]
     return ",".join(running) or "none"
+
+
+def _ctr_word(containers: Sequence[str] | Missing,
+              states: Mapping[str, tuple[str, int]] | None) -> str:
+    if isinstance(containers, Missing):
+        return containers.value
+    if states is None:
+        states = dict.fromkeys(containers, ("running", 0))
+    items = [f"{name}:{states[name][0]}:{states[name][1]}" for name in TUNNEL_CONTAINERS if name in states]
+    return ",".join(items) or "none"
 
 
 def _sanitized_host(host: str) -> str:

@@ -9,8 +9,8 @@
 #     and says "toolarge" instead of silently losing a section;
 #   - every external command is bounded by `timeout` and the network checks run in parallel, so the
 #     script finishes within about (targets/8 + 3) * timeout seconds even when every peer drops packets.
-# Only what AKS Ubuntu and Azure Linux nodes ship is used: bash, coreutils, gzip, base64, awk, nc
-# (netcat-openbsd), getent, iptables-save, and ufw / crictl when present. No python.
+# Only what AKS Ubuntu and Azure Linux nodes ship is used: bash, coreutils, gzip, base64, awk, od, nc
+# (netcat-openbsd), getent, iptables-save, and ufw / crictl / openssl when present. No python.
 
 set -u
 set -f
@@ -23,6 +23,8 @@ readonly FRAME_LIMIT=3999   # bytes of the whole frame, trailing newline include
 readonly MAX_TARGETS=32
 readonly LANES=8            # at most this many concurrent TCP checks towards the targets
 readonly TOOLARGE_RESERVE=40
+# The cluster CA every AKS node holds (written by AKS provisioning). Fixed here: no path comes from outside.
+readonly CLUSTER_CA=/etc/kubernetes/certs/ca.crt
 
 emit_frame() {
   # Prints the frame in one write so that a cut never falls inside a half-written line of ours.
@@ -137,18 +139,40 @@ END {
   print "COMMIT"
 }'
 
-# Keeps only the tunnel agents from a `crictl ps` table; the NAME column is located from the header
-# because the CREATED column ("2 hours ago") contains spaces.
+# Reads a `crictl ps -a` table and keeps only the tunnel agents. Columns are located from the header
+# because CREATED ("2 hours ago") contains spaces. Prints two lines: the running agents (for the `crictl`
+# line) and, per agent, the state of its newest instance (highest ATTEMPT) with that attempt number.
 # shellcheck disable=SC2016  # awk program text
-readonly TUNNEL_NAMES_AWK='
-NR == 1 { col = index($0, "NAME"); next }
-col > 0 { split(substr($0, col), f, " "); running[f[1]] = 1 }
+readonly TUNNEL_STATES_AWK='
+NR == 1 { state_col = index($0, "STATE"); name_col = index($0, "NAME"); next }
+state_col > 0 && name_col > 0 {
+  split(substr($0, state_col), s, " "); split(substr($0, name_col), f, " ")
+  name = f[1]; state = tolower(s[1]); sub(/^container_/, "", state); attempt = f[2] + 0
+  gsub(/[^a-z]/, "", state); if (state == "") state = "unknown"
+  if (attempt > 999999) attempt = 999999
+  if (state == "running") running[name] = 1
+  if (!(name in best) || attempt >= best[name]) { best[name] = attempt; latest[name] = state }
+}
 END {
-  out = ""
+  run = ""; states = ""
   n = split("konnectivity-agent tunnel-front aks-link", wanted, " ")
-  for (i = 1; i <= n; i++) if (wanted[i] in running) out = out (out == "" ? "" : ",") wanted[i]
-  print (out == "" ? "none" : out)
+  for (i = 1; i <= n; i++) {
+    w = wanted[i]
+    if (w in running) run = run (run == "" ? "" : ",") w
+    if (w in latest) states = states (states == "" ? "" : ",") w ":" latest[w] ":" best[w]
+  }
+  print (run == "" ? "none" : run)
+  print (states == "" ? "none" : states)
 }'
+
+# Pulls issuer, ALPN and verify code out of `openssl s_client` output (1.1.1 and 3.x wording).
+# shellcheck disable=SC2016  # awk program text
+readonly TLS_FIELDS_AWK='
+/^issuer=/ && issuer == "" { issuer = substr($0, 8) }
+/^ALPN protocol: / && alpn == "" { alpn = $3 }
+/^No ALPN negotiated/ && alpn == "" { alpn = "-" }
+/Verify return code: / && code == "" { for (i = 1; i <= NF; i++) if ($i == "code:") code = $(i + 1) }
+END { if (code == "") exit 1; print code; print (alpn == "" ? "-" : alpn); print issuer }'
 
 # nc (netcat-openbsd) says what happened only in words; this maps them to the protocol's outcomes.
 classify() { # rc output proto
@@ -175,6 +199,52 @@ check_port() { # proto ip port
   classify "$rc" "$out" "$1"
 }
 
+# An OpenVPN client's first packet, P_CONTROL_HARD_RESET_CLIENT_V2 without tls-auth: opcode 7 << 3 | key id 0,
+# an 8-byte random session id, an empty ack array, message packet id 0.
+openvpn_hard_reset() {
+  printf '\x38'
+  head -c 8 /dev/urandom
+  printf '\x00\x00\x00\x00\x00'
+}
+
+# UDP has no handshake, so silence proves nothing (a drop and a server that ignores junk look alike). An
+# ICMP error from `nc -u -z` is conclusive (refused/noroute); otherwise the aks-link (OpenVPN) server must
+# answer a client hard reset with P_CONTROL_HARD_RESET_SERVER_V2 (opcode 8) to count as `ok`.
+check_udp_openvpn() { # ip port
+  local first quick answer="$work/udp.$2.answer"
+  quick=$(check_port udp "$1" "$2")
+  if [ "$quick" = refused ] || [ "$quick" = noroute ]; then echo "$quick"; return; fi
+  # nc sends each read of its stdin as one datagram: the packet goes into a file first and then down the
+  # pipe in a single write, and stdin stays open so that nc waits for the answer.
+  openvpn_hard_reset >"$work/udp.$2.hello" 2>/dev/null
+  { cat "$work/udp.$2.hello"; sleep "$tmo"; } 2>/dev/null |
+    timeout -k 1 "$tmo" nc -n -u -w "$tmo" "$1" "$2" >"$answer" 2>/dev/null
+  first=$(od -An -tu1 -N1 "$answer" 2>/dev/null | tr -cd '0-9')
+  if [ -z "$first" ]; then
+    echo silent
+  elif [ $((first >> 3)) -eq 8 ]; then
+    echo ok
+  else
+    echo error  # something answered, but not an OpenVPN server
+  fi
+}
+
+# TLS to the API server on 443 offering ALPN konnectivity, verified against the cluster CA only (an
+# explicit -CAfile keeps openssl from loading the system trust store). Prints `absent`, `noca`, `error`,
+# or `<verify code> <alpn or -> <issuer>`.
+check_tls() { # ip
+  local out alpn fields=()
+  if ! command -v openssl >/dev/null 2>&1; then echo absent; return; fi
+  if ! [ -r "$CLUSTER_CA" ]; then echo noca; return; fi
+  out=$(timeout -k 1 "$tmo" openssl s_client -connect "$1:443" -servername "$api_host" -alpn konnectivity \
+    -CAfile "$CLUSTER_CA" </dev/null 2>/dev/null)
+  mapfile -t fields < <(printf '%s\n' "$out" | awk "$TLS_FIELDS_AWK")
+  if [ "${#fields[@]}" -lt 2 ] || ! [[ ${fields[0]} =~ ^[0-9]{1,3}$ ]]; then echo error; return; fi
+  alpn=$(printf '%s' "${fields[1]}" | tr -cd 'A-Za-z0-9._/-' | cut -c1-32)
+  printf '%s %s %s\n' "${fields[0]}" "${alpn:--}" \
+    "$(printf '%s' "${fields[2]:-}" | tr -cd 'A-Za-z0-9 .,=_:@/()+#-' | cut -c1-100)"
+}
+
 # ---- network checks, in parallel ----
 
 n_targets=${#targets[@]}
@@ -191,8 +261,13 @@ done
   if [[ $resolved =~ $IPV4_RE ]]; then
     printf '%s\n' "$resolved" >"$work/api"
     for ((i = 0; i < ${#checks[@]}; i++)); do
-      check_port "${checks[i]%/*}" "$resolved" "${checks[i]#*/}" >"$work/egress.$i" &
+      if [ "${checks[i]}" = udp/1194 ]; then
+        check_udp_openvpn "$resolved" 1194 >"$work/egress.$i" &
+      else
+        check_port "${checks[i]%/*}" "$resolved" "${checks[i]#*/}" >"$work/egress.$i" &
+      fi
     done
+    check_tls "$resolved" >"$work/tls" &
     wait
   fi
 ) &
@@ -203,11 +278,11 @@ local_tmo=$((2 * tmo))
 
 (
   if ! command -v crictl >/dev/null 2>&1; then
-    echo absent
-  elif timeout -k 1 "$local_tmo" crictl ps --state Running >"$work/crictl.txt" 2>/dev/null; then
-    awk "$TUNNEL_NAMES_AWK" "$work/crictl.txt"
+    printf 'absent\nabsent\n'
+  elif timeout -k 1 "$local_tmo" crictl ps -a >"$work/crictl.txt" 2>/dev/null; then
+    awk "$TUNNEL_STATES_AWK" "$work/crictl.txt"
   else
-    echo error
+    printf 'error\nerror\n'
   fi
 ) >"$work/crictl" &
 
@@ -243,9 +318,17 @@ read_word() { # file default
 
 host_name=$(uname -n 2>/dev/null | tr -cd 'A-Za-z0-9._-' | cut -c1-64)
 lines=("host ${host_name:-unknown}")
-lines+=("crictl $(read_word "$work/crictl" error)")
+crictl_words=()
+if [ -s "$work/crictl" ]; then mapfile -t crictl_words <"$work/crictl"; fi
+lines+=("crictl ${crictl_words[0]:-error}")
+lines+=("ctr ${crictl_words[1]:-error}")
 api_ip=$(read_word "$work/api" "")
 lines+=("api $api_host ${api_ip:-unresolved}")
+if [ -z "$api_ip" ]; then
+  lines+=("tls unresolved")
+else
+  lines+=("tls $(read_word "$work/tls" error)")
+fi
 for ((i = 0; i < ${#checks[@]}; i++)); do
   if [ -z "$api_ip" ]; then
     lines+=("egress ${checks[i]} unresolved")
