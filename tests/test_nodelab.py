@@ -224,17 +224,23 @@ def test_responder_agrees_with_the_lab_on_simple_scenarios() -> None:
         NodeState("idle", "10.224.0.45", kubelet_listening=False),
         NodeState("accept-first", "10.224.0.46", iptables_rules=(
             "-A INPUT -p tcp --dport 10250 -j ACCEPT\n-A INPUT -p tcp --dport 10250 -j DROP")),
+        NodeState("udpdrop", "10.224.0.47", egress_blocked=frozenset({"udp/1194"}), exited_containers=("aks-link",)),
+        NodeState("inspected", "10.224.0.48", tls_inspected=True),
     ]
     targets = [n.ip for n in nodes]
     responder = InProcessResponder()
     responder.prepare(nodes, API)
     with NetnsNodeLab() as lab:
         lab.prepare(nodes, API)
-        for name in ("src", "ufwdeny"):
+        for name in ("src", "ufwdeny", "udpdrop", "inspected"):
             real, simulated = probe_on(lab, name, targets), probe_on(responder, name, targets)
             assert simulated.reachability == real.reachability, name
             assert simulated.egress == real.egress, name
             assert simulated.containers == real.containers, name
+            assert simulated.container_states == real.container_states, name
+            assert real.tls is not None, name
+            assert simulated.tls is not None, name
+            assert (simulated.tls.verified, simulated.tls.alpn) == (real.tls.verified, real.tls.alpn), name
             assert simulated.api_server_ip == real.api_server_ip, name
             assert simulated.ufw_status == real.ufw_status, name
 

@@ -12,7 +12,11 @@ Where it approximates (the netns lab in `nodelab` is the real thing):
   `timeout`, REJECT/reject a `refused` (or `noroute` for ICMP host/net/admin rejects), as nc reports them.
 - ufw's own netfilter chains are not simulated, so the iptables section shows only the declared rules;
   the ufw section is rendered in `ufw status verbose` form for the common rule shapes.
-- Egress: a blocked TCP port is a `timeout`; UDP always looks `ok` (nc cannot tell a dropped datagram).
+- Egress: a blocked TCP port is a `timeout`; a blocked UDP 1194 is `silent` (no answer, no ICMP error),
+  an open one `ok` (the aks-link server is taken to answer the probe's OpenVPN hard reset).
+- TLS: the API server is taken to serve a chain from the cluster CA with ALPN konnectivity, or, on a node
+  marked `tls_inspected`, the inspecting proxy's chain (verify code 20, no ALPN). Tunnel containers are all
+  running at attempt 0, `exited_containers` exited at attempt 3, as the node lab's crictl stand-in shows.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from shared.probe.params import ProbeArgumentError, validate_arguments
 from shared.tunnel import KUBELET_PORT
 
 RESPONDER_MARK = "# in-process responder (no kernel)"
+LAB_CLUSTER_CA = "O = AKS lab cluster CA, OU = in-process responder"
+INSPECTOR_ISSUER = "O = Contoso TLS Inspection, OU = in-process responder"
 _JUMPS = ("-j", "--jump", "-g", "--goto")
 _NEUTRAL_OPTIONS = {"-m": 1, "--comment": 1}
 _UNREACHABLE_REJECTS = ("icmp-net-unreachable", "icmp-host-unreachable", "icmp-net-prohibited",
@@ -93,6 +99,8 @@ class InProcessResponder:
             reach={ip: kubelet_outcome(node, by_ip.get(ip), parsed.kubelet_port) for ip in parsed.targets},
             ufw_status=Missing.ABSENT if node.ufw is None else render_ufw_status(node.ufw),
             iptables_rules=reachable_filter_rules(filter_table_text(node.iptables_rules)),
+            tls=_tls_word(node),
+            container_states=None if node.containers is None else _container_states(node),
         )
         return RunCommandOutcome(stdout, f"{RESPONDER_MARK}\n")
 
@@ -175,8 +183,22 @@ class _Packet:
 
 def _egress_outcome(node: NodeState, check: str) -> str:
     if check.startswith("udp/"):
-        return "ok"  # a dropped datagram and an accepted one look the same to nc
+        return "silent" if check in node.egress_blocked else "ok"  # a drop answers nothing at all
     return "timeout" if check in node.egress_blocked else "ok"
+
+
+def _tls_word(node: NodeState) -> str:
+    if "tcp/443" in node.egress_blocked:
+        return "error"
+    return f"20 - {INSPECTOR_ISSUER}" if node.tls_inspected else f"0 konnectivity {LAB_CLUSTER_CA}"
+
+
+def _container_states(node: NodeState) -> dict[str, tuple[str, int]]:
+    containers = node.containers or ()
+    states = {name: ("running", 1 if name in node.exited_containers else 0) for name in containers}
+    for name in node.exited_containers:
+        states.setdefault(name, ("exited", 3))
+    return states
 
 
 def _iptables_decision(save_text: str, packet: _Packet) -> str | None:
