@@ -131,7 +131,7 @@ def test_report_contract_and_bounded_reads(emulator: Callable[..., Emulator]) ->
     found = run(emu, "aks-healthy", probes=False)
     assert [c["id"] for c in found.report["causes"]] == [
         "nsg-blocks-10250", "ufw-blocks-10250", "iptables-blocks-10250", "egress-tunnel-port-blocked",
-        "snat-port-exhaustion"]
+        "snat-port-exhaustion", "konnectivity-agent-unhealthy", "authorized-ip-ranges-exclude-egress"]
     snapshot = emu.stats.snapshot().to_json()
     per_resource = snapshot["callsByResource"]
     assert per_resource

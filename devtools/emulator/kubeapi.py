@@ -232,15 +232,18 @@ class KubeApiService:
     def dial(self, cluster: ClusterSpec, target: NodeSpec, now: datetime) -> tuple[str, str]:
         """(outcome, how): outcome is ok | no-agent | timeout | refused | noroute."""
         agents = [p for p in objects.agent_pods(cluster, now) if p.phase == "Running" and p.ready and p.node]
-        if cluster.tunnel != "konnectivity":  # tunnel-front / aks-link: one agent per node declaring it
-            agents = []
         nodes = {n.name: n for n in cluster.nodes}
         executor = self.runcommands.executor_for(cluster)
         exec_in_node = getattr(executor, "exec_in_node", None)
         how = "kernel (nc in the agent node's network namespace)" if exec_in_node else "in-process (approximate)"
         api_ip = cluster.api_server.ip
-        sources = [nodes[a.node] for a in sorted(agents, key=lambda a: a.name) if a.node in nodes] if \
-            cluster.tunnel == "konnectivity" else [n for n in cluster.nodes if n.running]
+        # destHost: the server prefers the agent on the destination node itself (AKS runs the agents with
+        # the host network, so that dial is node-local), then any other connected agent.
+        ranked = sorted(agents, key=lambda a: (a.node != target.name, a.name))
+        # tunnel-front / aks-link: one tunnel pod, on the first plain running node.
+        sources = [nodes[a.node] for a in ranked if a.node in nodes] if cluster.tunnel == "konnectivity" else \
+            sorted((n for n in cluster.nodes if n.running), key=lambda n: bool(n.sim.get("ufw") or
+                                                                                n.sim.get("iptables")))[:1]
         for source in sources:
             if not source.running:
                 continue

@@ -100,7 +100,12 @@ def agent_pods(cluster: ClusterSpec, now: datetime) -> list[AgentPod]:
     if declared is None:
         ladder = ladder_of(cluster) or DEFAULT_LADDER
         count = expected(ladder, len(nodes))
-        declared = [{"node": i % max(1, len(nodes))} for i in range(count)] if nodes else []
+        # Konnectivity routes a call to the agent on the destination node when there is one (destHost), so
+        # a node-level block only shows from elsewhere: by default agents go to plain nodes (no ufw or
+        # iptables declared), the first ones first; declare `agents` to place them anywhere.
+        plain = [i for i, n in enumerate(nodes) if not (n.sim.get("ufw") or n.sim.get("iptables"))]
+        order = plain + [i for i in range(len(nodes)) if i not in plain]
+        declared = [{"node": order[i % len(order)]} for i in range(count)] if nodes else []
     pods: list[AgentPod] = []
     for index, raw in enumerate(declared):
         node_ref = raw.get("node")
