@@ -133,3 +133,9 @@ def test_reported_last_in_every_report() -> None:
                                    egress_ips=egress(("20.61.3.7", PIP))))
     assert results[-1].id is CauseId.AUTHORIZED_IP_RANGES
     assert results[-1].status is Status.DETECTED
+
+
+def test_unreadable_nodes_name_their_reason() -> None:
+    result = judge(("73.140.245.0/24",), None, nodes=Unavailable("ARM kept throttling (429) reading the NICs"))
+    assert result.status is Status.UNKNOWN
+    assert "429" in (result.reason or "")

@@ -13,7 +13,7 @@ from shared.azure.egress_ips import tunnel_exception
 from shared.causes import REGISTRY, apiserver_subnet, run_cause
 from shared.model import CauseId, CauseResult, Status
 from shared.netrules.nsg_types import NetworkSecurityGroup, SecurityRule
-from shared.snapshot import ClusterSnapshot, Subnet
+from shared.snapshot import ClusterSnapshot, Subnet, Unavailable
 from tests.builders import NSG_ID, SUB, VNET, rule, snapshot
 
 API_SUBNET = f"{VNET}/subnets/apiserver-subnet"
@@ -213,3 +213,18 @@ def test_tunnel_causes_still_apply_under_microsofts_exception(cause_id: CauseId)
     cause = next(c for c in REGISTRY if c.id is cause_id)
     result = run_cause(cause, integrated(tunnel_exception="Azure CNI Overlay"))
     assert result.status is not Status.NOT_APPLICABLE or "VNet Integration" not in result.summary
+
+
+def test_only_the_node_whose_nic_nsg_denies_is_affected() -> None:
+    """Nodes are evaluated per class of what rules can see: a NIC NSG on one node makes it its own class."""
+    nic_nsg = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/odd-nic"
+    deny = rule("deny-apiserver", 200, "Deny", source=API_PREFIX, nsg_id=nic_nsg)
+    base = integrated()
+    assert isinstance(base.nsgs, dict)
+    assert not isinstance(base.nodes, Unavailable)
+    odd = replace(base.nodes[1], nic_nsg_id=nic_nsg)
+    snap = replace(base, nodes=(base.nodes[0], odd, base.nodes[2]),
+                   nsgs={**base.nsgs, nic_nsg: NetworkSecurityGroup(nic_nsg, "odd-nic", (deny,))})
+    result = nsg_result(snap)
+    assert result.status is Status.DETECTED
+    assert result.affected == {deny.id: (odd.name,)}

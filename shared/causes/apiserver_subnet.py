@@ -86,13 +86,34 @@ def check(snapshot: ClusterSnapshot) -> ApiSubnetCheck | None:
     if not nodes:
         return ApiSubnetCheck(reason="the cluster has no running nodes with a private IP to check")
     admin = compile_admin_rules(snapshot.admin_rules)
+    networks = _rule_networks(snapshot.nsgs, snapshot.admin_rules)
     result = ApiSubnetCheck()
-    for api_ip in _representatives(api, snapshot.nsgs, snapshot.admin_rules):
-        for node in nodes:
-            for need in _needs(snapshot, api, api_ip, node):
+    for api_ip in _representatives(api, networks):
+        for members in _node_classes(snapshot, nodes, networks):
+            for need in _needs(snapshot, api, api_ip, members[0]):
                 result.checked += 1
-                _decide(snapshot, snapshot.nsgs, admin, need, result)
+                _decide(snapshot, snapshot.nsgs, admin, need, result, members=tuple(n.name for n in members))
     return result
+
+
+def _node_classes(snapshot: ClusterSnapshot, nodes: Sequence[Node], networks: Sequence[_Network]) -> list[list[Node]]:
+    """Nodes no rule can tell apart (subnet, NIC NSG, ASGs, which rule prefixes hold their IP): one flow each."""
+    asgs_of_ip: dict[str, set[str]] = {}
+    for asg, members in snapshot.address_context.asg_members.items():
+        for member in members:
+            asgs_of_ip.setdefault(member, set()).add(asg.lower())
+    classes: dict[tuple[object, ...], list[Node]] = {}
+    for node in nodes:
+        assert node.private_ip
+        try:
+            ip = ipaddress.ip_address(node.private_ip)
+            inside = frozenset(str(n) for n in networks if n.version == ip.version and ip in n)
+        except ValueError:
+            inside = frozenset({node.private_ip})
+        key = (node.subnet_id.lower(), (node.nic_nsg_id or "").lower(),
+               frozenset({a.lower() for a in node.asg_ids} | asgs_of_ip.get(node.private_ip, set())), inside)
+        classes.setdefault(key, []).append(node)
+    return list(classes.values())
 
 
 def _needs(snapshot: ClusterSnapshot, api: Subnet, api_ip: str, node: Node) -> list[_Need]:
@@ -114,7 +135,8 @@ def _needs(snapshot: ClusterSnapshot, api: Subnet, api_ip: str, node: Node) -> l
 
 
 def _decide(snapshot: ClusterSnapshot, nsgs: Mapping[str, NetworkSecurityGroup], admin: CompiledAdminRules,
-            need: _Need, result: ApiSubnetCheck) -> None:
+            need: _Need, result: ApiSubnetCheck, *, members: tuple[str, ...]) -> None:
+    """Decide `need` (for its class's representative node) and record it for every node of the class."""
     for direction, nsg_ids in need.paths:
         flow = Flow(direction, "Tcp", need.source, EPHEMERAL_SOURCE_PORT, need.destination, need.port)
         path: list[NetworkSecurityGroup | None] = []
@@ -129,19 +151,21 @@ def _decide(snapshot: ClusterSnapshot, nsgs: Mapping[str, NetworkSecurityGroup],
         if decision.allowed is False and decision.blocking is not None:
             d = decision.blocking
             key = d.rule_id or f"{d.container_id}/{d.rule_name}"
-            result.blocks.setdefault(key, []).append((need, direction, d))
+            result.blocks.setdefault(key, []).extend((replace(need, node=name), direction, d) for name in members)
             return  # denied: the other direction no longer matters
         always = decision.allowed and any(x.container_id == AVNM_CONTAINER_ID and x.access == "AlwaysAllow"
                                           for x in decision.decisions)
         if decision.allowed is None or (unread and not always):
             why = (decision.reason or "undecidable") if decision.allowed is None else "; ".join(unread)
-            result.undecided.setdefault(need.node, f"{need.what} ({direction.lower()}) undecided: {why}")
+            for name in members:
+                result.undecided.setdefault(name, f"{need.what} ({direction.lower()}) undecided: {why}")
 
 
-def _representatives(api: Subnet, nsgs: Mapping[str, NetworkSecurityGroup],
-                     admin_rules: Sequence[AdminRule]) -> list[str]:
-    """One address per stretch of the API server subnet that no rule prefix boundary splits."""
-    reps: list[str] = []
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _rule_networks(nsgs: Mapping[str, NetworkSecurityGroup], admin_rules: Sequence[AdminRule]) -> list[_Network]:
+    """Every IP prefix a rule can test (service tags are the same for every address of one kind)."""
     texts: set[str] = set()
     for nsg in {id(n): n for n in nsgs.values()}.values():
         for rule in nsg.rules:
@@ -150,6 +174,18 @@ def _representatives(api: Subnet, nsgs: Mapping[str, NetworkSecurityGroup],
     for admin_rule in admin_rules:
         texts.update(admin_rule.sources)
         texts.update(admin_rule.destinations)
+    networks: list[_Network] = []
+    for text in {t.strip() for value in texts for t in value.split(",") if t.strip()}:
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            continue
+    return networks
+
+
+def _representatives(api: Subnet, networks: Sequence[_Network]) -> list[str]:
+    """One address per stretch of the API server subnet that no rule prefix boundary splits."""
+    reps: list[str] = []
     for prefix in api.prefixes:
         try:
             net = ipaddress.ip_network(prefix, strict=False)
@@ -158,11 +194,7 @@ def _representatives(api: Subnet, nsgs: Mapping[str, NetworkSecurityGroup],
         first = int(net.network_address) + (4 if net.num_addresses > 8 else 0)  # Azure reserves .0-.3
         last = int(net.broadcast_address) - (1 if net.num_addresses > 8 else 0)
         cuts = {first}
-        for text in (t.strip() for value in texts for t in value.split(",")):
-            try:
-                other = ipaddress.ip_network(text, strict=False)
-            except ValueError:
-                continue
+        for other in networks:
             if other.version != net.version:
                 continue
             for cut in (int(other.network_address), int(other.broadcast_address) + 1):

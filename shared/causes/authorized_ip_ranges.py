@@ -67,6 +67,9 @@ def uncovered(address: Network, ranges: Sequence[Network]) -> list[Network]:
 
 def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
     egress = snapshot.egress_ips
+    if egress is None and isinstance(snapshot.nodes, Unavailable):
+        return CAUSE.unknown(f"the node subnets (where a NAT gateway would take over egress) could not be read: "
+                             f"{snapshot.nodes.reason}")
     if egress is None:
         return CAUSE.unknown("the cluster's egress IPs were not collected in this run")
     if isinstance(egress, Unavailable):
