@@ -127,11 +127,11 @@ def run_demo(*, serve: bool = True, port: int = 7071) -> int:
         os.environ.update(env)
         print(f"azure: local emulator at {emulator.arm_endpoint} (scenario {scenario.name}; "
               f"{'real network namespaces' if os.geteuid() == 0 else 'in-process node responder (not root)'})")
-        from shared.cli import _monitor
+        from shared.monitor.factory import build_monitor
         from shared.monitor.render import cycle_table
         from shared.progress import progress_reporter
 
-        monitor = _monitor()
+        monitor = build_monitor()
         summary = monitor.run_cycle(progress=progress_reporter("checked clusters", every=25))
         print()
         print(cycle_table(summary))

@@ -1,8 +1,8 @@
 """`python -m shared serve`: the HTTP routes under /api/... and the timers, for laptops without Core Tools.
 
 The routes call the same `Api` (and the fleet page's `Dashboard`) as the Functions blueprints; the timers
-run whole cycles in-process on the same NCRONTAB schedules (there is no queue fan-out to scale out
-locally). Function keys are not checked here: the host binds to loopback only.
+run the same fan-out as the Functions app (plan the family's cycle, check every cluster, settle) in-process,
+on the same NCRONTAB schedules. Function keys are not checked here: the host binds to loopback only.
 """
 
 from __future__ import annotations

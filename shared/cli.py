@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -135,20 +134,13 @@ def _run_diagnose(args: argparse.Namespace) -> int:
 
 
 def _monitor() -> Any:
-    from shared.monitor.cycle import Monitor
-    from shared.notify.channels import ChannelSettingsError, channels_from_settings
-    from shared.store.connection import StorageNotConfiguredError, open_store
+    """The Monitor from the environment, built the one way the Functions app and the dev tools build it."""
+    from shared.monitor.factory import MonitorSetupError, build_monitor
 
-    settings = _settings()
     try:
-        channels = tuple(c.name for c in channels_from_settings(os.environ))
-    except ChannelSettingsError as exc:
+        return build_monitor()
+    except MonitorSetupError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        store = open_store(channels=channels)
-    except StorageNotConfiguredError as exc:
-        raise UsageError(str(exc)) from None
-    return Monitor(settings, store)
 
 
 def _run_scan(args: argparse.Namespace) -> int:

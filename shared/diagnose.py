@@ -1,7 +1,12 @@
-"""On-demand diagnosis of one cluster: collect, probe, evaluate, report."""
+"""On-demand diagnosis of one cluster: collect, probe, evaluate, report.
+
+Collection, probing, the Kubernetes read and evaluation are shared.monitor.assess over every cause: the
+code the queue workers and `scan` run, so a diagnosis and a monitoring cycle cannot disagree.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,9 +15,8 @@ from typing import Any
 from shared.azure.clients import ArmClients
 from shared.azure.collect import Collector
 from shared.azure.ids import parse_cluster_id
-from shared.azure.probes import Prober
+from shared.azure.probes import RunCommandLedger
 from shared.causes import evaluate_all
-from shared.kube.collect import KubeOptions, read_cluster
 from shared.logcontext import log_context
 from shared.model import CauseResult, Status
 from shared.progress import Progress
@@ -41,8 +45,17 @@ def diagnose(
     probes: bool = True,
     progress: Progress | None = None,
     now: Callable[[], datetime] | None = None,
+    budget_s: float | None = None,
+    ledger: RunCommandLedger | None = None,
 ) -> Diagnosis:
-    """Raises InvalidResourceId, ClusterNotFound, AccessDenied or CollectionError for the cluster itself."""
+    """Raises InvalidResourceId, ClusterNotFound, AccessDenied or CollectionError for the cluster itself.
+
+    `budget_s` bounds the node probes (the queue worker passes one well inside functionTimeout); `ledger`
+    records run-commands in flight so a redelivered request does not start a second one on a node.
+    """
+    from shared.monitor.assess import ProbeOptions, assess
+    from shared.monitor.families import ALL_FAMILIES
+
     ref = parse_cluster_id(cluster_id)
     clock = now or (lambda: datetime.now(UTC))
     own_clients = clients is None
@@ -50,17 +63,12 @@ def diagnose(
     try:
         with log_context(cluster_id=ref.id):
             collector = Collector(arm, now=clock)
-            mode = settings.node_probes if probes else "off"
-            cluster = collector.managed_cluster(ref)
-            snapshot = collector.snapshot(cluster, with_instances=mode != "off")
-            if mode != "off":
-                snapshot = Prober(arm).probe(snapshot, mode, per_pool=settings.probe_sample_per_pool,
-                                             progress=progress)
-            # The symptom and the agents come from the Kubernetes API (not a run-command): read even with
-            # --no-probes.
-            snapshot = read_cluster(arm, cluster, snapshot,
-                                    KubeOptions(mode=settings.node_probes, per_pool=settings.probe_sample_per_pool))
-            return diagnose_snapshot(snapshot, clock())
+            deadline = time.monotonic() + budget_s if budget_s is not None else None
+            options = ProbeOptions(settings.node_probes if probes else "off", settings.probe_sample_per_pool,
+                                   deadline, ledger, progress=progress, kube_mode=settings.node_probes)
+            result = assess(collector, collector.managed_cluster(ref), ALL_FAMILIES, options, every_cause=True)
+            return Diagnosis(build_report(result.snapshot, result.results, clock()), result.snapshot,
+                             result.results)
     finally:
         if own_clients:
             arm.close()

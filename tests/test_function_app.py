@@ -35,7 +35,7 @@ def test_functions_have_unique_names_and_expected_triggers() -> None:
         "snat_timer": "timerTrigger", "nsg_timer": "timerTrigger", "probe_timer": "timerTrigger",
         "outbox_timer": "timerTrigger", "outbox_housekeeping_timer": "timerTrigger",
         "cluster_check_worker": "queueTrigger",
-        "cluster_check_poison": "queueTrigger", "diagnose_worker": "queueTrigger",
+        "cluster_check_poison": "queueTrigger", "diagnose_worker": "queueTrigger", "diagnose_poison": "queueTrigger",
         "diagnose_http": "httpTrigger", "diagnosis_status_http": "httpTrigger", "findings_http": "httpTrigger",
         "finding_history_http": "httpTrigger", "health_http": "httpTrigger", "clusters_http": "httpTrigger",
         "dashboard_http": "httpTrigger", "dashboard_asset_http": "httpTrigger", "snat_samples_http": "httpTrigger",

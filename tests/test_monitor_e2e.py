@@ -150,10 +150,13 @@ def test_poison_message_makes_the_cluster_unknown_in_the_api(world: dict[str, An
                                                            body=b""))
     assert response.status_code == 200
     body = json.loads(response.get_body())
-    assert body["count"] == 2
-    nsg = next(c for c in body["clusters"][0]["causes"] if c["id"] == "nsg-blocks-10250")
-    assert nsg["status"] == "unknown"
-    assert "poison queue" in nsg["reason"]
+    assert body["count"] == 1  # one merged report per cluster, whatever the number of families
+    causes = {c["id"]: c for c in body["clusters"][0]["causes"]}
+    for cause in ("nsg-blocks-10250", "snat-port-exhaustion"):
+        assert causes[cause]["status"] == "unknown"
+        assert "poison queue" in causes[cause]["reason"]
+        assert causes[cause]["checkedAt"] is not None
+    assert "not checked yet" in causes["ufw-blocks-10250"]["reason"]
 
 
 def test_malformed_queue_message_is_dropped_not_acted_on(world: dict[str, Any]) -> None:

@@ -3,6 +3,12 @@
 Run-commands take tens of seconds each, so they are issued concurrently (bounded per scale set, since
 the run-command extension serialises per VM and Azure throttles it per VM). Every failure mode becomes
 an `Unavailable` for that node with a reason an on-call engineer can act on.
+
+Bounded work: a Prober may be given a `deadline` (monotonic seconds). Waits and 409 back-offs never run
+past it, and nodes whose turn comes too late are `Unavailable` with that reason, so a queue worker ends
+well inside `functionTimeout` instead of being killed and redelivered. A `ledger` records each node's
+run-command while it is in flight: a second attempt (a redelivered message) finds the record and leaves
+that node `unknown` instead of starting a second run-command next to the first.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from shared.azure.clients import ArmClients, to_rest
 from shared.azure.collect import describe_http_error
@@ -31,6 +37,24 @@ PER_SCALE_SET = 8
 MAX_CONFLICT_RETRIES = 6
 RUN_COMMAND_TIMEOUT_S = 300.0
 ALL_TUNNEL_CHECKS = ("tcp/443", "tcp/9000", "udp/1194")
+MIN_RUN_S = 20.0  # below this much budget left, a run-command is not started (it could not come back in time)
+
+
+class RunCommandLedger(Protocol):
+    """Where in-flight run-commands are recorded (Table storage in the Functions app)."""
+
+    def claim(self, node_key: str) -> str | None:
+        """Record that this attempt starts a run-command on the node: None if it may, else why not."""
+        ...
+
+    def release(self, node_key: str) -> None:
+        """The run-command is over (answered or refused): another attempt may start one."""
+        ...
+
+
+def node_key(node: Node) -> str:
+    """The VMSS VM a run-command runs on: the scale set id and the instance id, lower-cased."""
+    return f"{node.vmss_id}/virtualMachines/{node.instance_id}".lower()
 
 
 @dataclass(frozen=True)
@@ -74,9 +98,14 @@ def plan_targets(probers: list[Node], targets: list[str], spare: list[Node]) -> 
 
 class Prober:
     def __init__(self, clients: ArmClients, *, timeout_s: float = RUN_COMMAND_TIMEOUT_S,
-                 connect_timeout_s: int = 3, sleep: Callable[[float], None] = time.sleep) -> None:
+                 connect_timeout_s: int = 3, sleep: Callable[[float], None] = time.sleep,
+                 deadline: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 ledger: RunCommandLedger | None = None) -> None:
         self.clients = clients
         self.timeout_s = timeout_s
+        self.deadline = deadline
+        self._clock = clock
+        self.ledger = ledger
         self.connect_timeout_s = connect_timeout_s
         self._sleep = sleep
         self._script = load_script()
@@ -107,6 +136,9 @@ class Prober:
         unreachable = {ip for r in results.values() if isinstance(r, NodeProbe)
                        for ip, outcome in r.reachability.items() if outcome != "ok"}
         second = [n for n in snapshot.nodes if n.private_ip in unreachable and n.name not in probed and n.running]
+        if second and self._remaining() < MIN_RUN_S:
+            results.update({n.name: Unavailable(self._late_reason(n)) for n in second})
+            second = []
         if second:
             results.update(self._run_all(snapshot, [ProbePlan(n, ()) for n in second], progress))
         for node in snapshot.nodes:
@@ -135,6 +167,13 @@ class Prober:
             list(pool.map(run_in_context(one), plans))
         return results
 
+    def _remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - self._clock()
+
+    def _late_reason(self, node: Node) -> str:
+        return (f"{node.name} was not probed: this run's time budget ran out first (the check stops well "
+                "inside the function timeout rather than be killed); it is probed again next cycle")
+
     def run_on(self, snapshot: ClusterSnapshot, plan: ProbePlan) -> NodeProbe | Unavailable:
         node = plan.node
         try:
@@ -149,9 +188,19 @@ class Prober:
             return Unavailable(f"refused to build probe parameters: {exc}")
         body = {"commandId": "RunShellScript", "script": self._script.splitlines(), "parameters": parameters}
         with self._bound(node.vmss_id):
-            return self._run_with_retries(snapshot, node, body)
+            if self._remaining() < MIN_RUN_S:
+                return Unavailable(self._late_reason(node))
+            busy = self.ledger.claim(node_key(node)) if self.ledger is not None else None
+            if busy is not None:
+                return Unavailable(busy)
+            outcome, finished = self._run_with_retries(snapshot, node, body)
+            if finished and self.ledger is not None:
+                self.ledger.release(node_key(node))
+            return outcome
 
-    def _run_with_retries(self, snapshot: ClusterSnapshot, node: Node, body: dict[str, Any]) -> NodeProbe | Unavailable:
+    def _run_with_retries(self, snapshot: ClusterSnapshot, node: Node,
+                          body: dict[str, Any]) -> tuple[NodeProbe | Unavailable, bool]:
+        """The outcome, and whether the run-command is over (False: it may still be running on the node)."""
         from azure.core.exceptions import AzureError, HttpResponseError
 
         compute = self.clients.compute(snapshot.subscription_id)
@@ -163,25 +212,29 @@ class Prober:
                     snapshot.node_resource_group, last_name(node.vmss_id), node.instance_id, body)
             except HttpResponseError as exc:
                 if exc.status_code == 409 and attempt < MAX_CONFLICT_RETRIES and _in_progress(exc):
+                    if self._remaining() < delay + MIN_RUN_S:
+                        return Unavailable(f"run-command stayed busy on {node.name} (another run-command is in "
+                                           "progress) until this run's time budget ran out"), True
                     log.info("run-command busy on %s; retrying in %.0f s", node.name, delay)
                     self._sleep(delay)
                     delay = min(delay * 2, 60)
                     continue
                 if exc.status_code == 409:
-                    return Unavailable(f"run-command refused on {node.name}: {_message(exc)}")
-                return Unavailable(describe_http_error(exc, f"run-command on {node.name}"))
+                    return Unavailable(f"run-command refused on {node.name}: {_message(exc)}"), True
+                return Unavailable(describe_http_error(exc, f"run-command on {node.name}")), True
             except AzureError as exc:
-                return Unavailable(f"run-command on {node.name} could not be started: {_message(exc)}")
+                return Unavailable(f"run-command on {node.name} could not be started: {_message(exc)}"), True
+            wait = min(self.timeout_s, max(0.0, self._remaining()))
             try:
-                poller.wait(self.timeout_s)
+                poller.wait(wait)
                 if not poller.done():
-                    late = f"run-command did not finish within {self.timeout_s:g} s"
-                    return Unavailable(_no_output_reason(node, late))
+                    late = f"run-command did not finish within {wait:g} s"
+                    return Unavailable(_no_output_reason(node, late)), False
                 result = to_rest(poller.result())
             except AzureError as exc:  # accepted, then failed or timed out on the node side
-                return Unavailable(_no_output_reason(node, f"run-command failed: {_message(exc)}"))
-            return _parse_result(node, result)
-        return Unavailable(f"run-command stayed busy on {node.name} after {MAX_CONFLICT_RETRIES} retries")
+                return Unavailable(_no_output_reason(node, f"run-command failed: {_message(exc)}")), True
+            return _parse_result(node, result), True
+        return Unavailable(f"run-command stayed busy on {node.name} after {MAX_CONFLICT_RETRIES} retries"), True
 
 
 def _in_progress(exc: Exception) -> bool:

@@ -41,11 +41,23 @@ def error(status: int, message: str, *, field_name: str | None = None, headers: 
     return ApiResponse(status, body, headers or {})
 
 
+Handler = Callable[[str, list[str], Mapping[str, str], bytes], ApiResponse]
+
+
 class Api:
-    """`context` builds the Monitor lazily (settings, storage and SDK clients) on first use."""
+    """`context` builds the Monitor lazily (settings, storage and SDK clients) on first use.
+
+    Other route families (e.g. the fleet page) `mount` a handler under their first path segment; the
+    local dev host's `route` then serves them exactly like the built-in routes.
+    """
 
     def __init__(self, context: Callable[[], Any]) -> None:
         self._context = context
+        self._mounted: dict[str, Handler] = {}
+
+    def mount(self, segment: str, handler: Handler) -> None:
+        """Serve /api/<segment>/... with `handler(method, parts after /api, query, body)`."""
+        self._mounted[segment] = handler
 
     @property
     def monitor(self) -> Any:
@@ -92,7 +104,8 @@ class Api:
         request_id = uuid.uuid4().hex
         monitor = self.monitor
         save_diagnosis(monitor.store, request_id, cluster_id, "pending", None)
-        send_message(DIAGNOSE_QUEUE, {"requestId": request_id, "clusterId": cluster_id})
+        queue = getattr(getattr(monitor, "queues", None), "diagnose", DIAGNOSE_QUEUE)
+        send_message(queue, {"requestId": request_id, "clusterId": cluster_id}, monitor.env)
         location = f"/api/diagnoses/{request_id}"
         return ApiResponse(202, {"requestId": request_id, "status": "pending", "statusUrl": location},
                            {"Location": location, "Retry-After": "30"})
@@ -147,23 +160,28 @@ class Api:
         return ApiResponse(200, {"finding": finding.to_json(), "events": events})
 
     def clusters(self, query: Mapping[str, str]) -> ApiResponse:
-        """Latest report per cluster and check family: shows `unknown` (with reasons) that findings cannot."""
+        """One merged report per cluster: each cause from the family that checked it last, with its
+        `checkedAt`; shows `unknown` (with reasons) that findings cannot."""
+        from shared.monitor.merge import merge_by_cluster
         from shared.store.status import list_cluster_status
 
         cluster = query.get("cluster")
         if (bad := _bad_cluster_filter(cluster)) is not None:
             return bad
-        items = list_cluster_status(self.monitor.store, cluster)
+        items = merge_by_cluster(list_cluster_status(self.monitor.store, cluster))
         return ApiResponse(200, {"count": len(items), "clusters": items})
 
     # ------------------------------------------------------------ health
 
     def health(self) -> ApiResponse:
-        from shared.monitor.cycle import ALL_FAMILIES
-        from shared.store.checkpoints import get_last_success
+        """Storage reachability, and per family what the workers did: the last cycle in which every cluster
+        reported without failure (`lastSuccessfulCycle`) and the current cycle's progress (`cycles`)."""
+        from shared.monitor.families import ALL_FAMILIES
+        from shared.store.checkpoints import get_last_success, settle_cycle
 
         try:
             store = self.monitor.store
+            progress = {family: settle_cycle(store, family) for family in ALL_FAMILIES}
             last = {family: get_last_success(store, family) for family in ALL_FAMILIES}
         except Exception as exc:
             log.warning("health check: storage unreachable: %s", type(exc).__name__)
@@ -175,6 +193,7 @@ class Api:
             "checkedAt": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
             "lastSuccessfulCycle": {f: (c.at.isoformat().replace("+00:00", "Z") if c else None)
                                     for f, c in last.items()},
+            "cycles": {f: (p.to_json() if p else None) for f, p in progress.items()},
         })
 
     # ------------------------------------------------------------ routing (local dev host)
@@ -205,6 +224,8 @@ class Api:
             return self.clusters(query)
         if parts == ["health"] and method == "GET":
             return self.health()
+        if parts and parts[0] in self._mounted:
+            return self._mounted[parts[0]](method, parts, query, body)
         return error(404, f"no route {method} {path}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -15,13 +14,9 @@ def get_monitor() -> Any:
     global _monitor
     with _lock:
         if _monitor is None:
-            from shared.monitor.cycle import Monitor
-            from shared.notify.channels import channels_from_settings
-            from shared.settings import Settings
-            from shared.store.connection import open_store
+            from shared.monitor.factory import build_monitor
 
-            channels = tuple(c.name for c in channels_from_settings(os.environ))
-            _monitor = Monitor(Settings.from_env(), open_store(channels=channels))
+            _monitor = build_monitor()
         return _monitor
 
 

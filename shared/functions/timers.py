@@ -1,12 +1,13 @@
-"""Timer triggers: each discovers the fleet and fans out one queue message per cluster.
+"""Timer triggers: each plans its family's cycle and fans out one queue message per cluster.
 
 Schedules come from app settings (`%SNAT_SCHEDULE%` ...), so operators retune them without a deploy.
+The planning itself (discovery, the per-subscription Activity Log read, the cycle record) is
+shared.monitor.pipeline.plan_cycle, which `scan` runs too.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 
 import azure.functions as func
 
@@ -17,17 +18,16 @@ log = logging.getLogger(__name__)
 
 
 def fan_out(family: str) -> int:
-    from shared.azure.collect import Collector
-    from shared.monitor.queues import CheckMessage, send_checks
+    from shared.monitor.pipeline import plan_cycle
+    from shared.monitor.queues import send_checks
 
     monitor = get_monitor()
-    members, errors = monitor.discover(Collector(monitor.clients, now=monitor.now))
-    for problem in errors:
+    plan = plan_cycle(monitor, family)
+    for problem in plan.errors:
         log.error("fleet discovery: %s", problem)
-    cycle = uuid.uuid4().hex
-    sent = send_checks([CheckMessage(m.cluster_id, m.subscription_id, (family,), cycle) for m in members])
-    log.info("fanned out %s checks", family, extra={"custom_dimensions": {"family": family, "clusters": sent,
-                                                                          "cycleId": cycle}})
+    sent = send_checks(plan.messages, monitor.env, queue=monitor.queues.checks)
+    log.info("fanned out %s checks", family, extra={"custom_dimensions": {
+        "family": family, "clusters": sent, "cycleId": plan.cycle_id}})
     return sent
 
 

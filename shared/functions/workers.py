@@ -1,14 +1,16 @@
-"""Queue triggers: one cluster and check family per message; poison messages turn into `unknown`.
+"""Queue triggers: one cluster and check family per message; every failure ends in a stored, visible state.
 
-A message that keeps failing is moved by the host to `<queue>-poison` after maxDequeueCount (host.json);
-its worker records the failure on the cluster so the API shows `unknown` with the reason instead of a
-silent gap.
+A check message that keeps failing is moved by the host to `<queue>-poison` after maxDequeueCount
+(host.json); its poison handler records the failure on the cluster (causes `unknown` with the reason in
+/api/clusters, a `failed` completion row for the cycle in /api/health). A diagnose request ends `done` or
+`failed` with its reason whatever goes wrong, and its poison handler marks it `failed` if even that could
+not be stored.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import uuid
 
 import azure.functions as func
 
@@ -19,54 +21,94 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
 
 
+def _text(msg: func.QueueMessage) -> str:
+    return msg.get_body().decode("utf-8", errors="replace")
+
+
 @bp.queue_trigger(arg_name="msg", queue_name=CHECK_QUEUE, connection="AzureWebJobsStorage")
 def cluster_check_worker(msg: func.QueueMessage) -> None:
-    from shared.azure.collect import Collector
-    from shared.monitor.cycle import FleetMember
+    from shared.monitor.pipeline import run_check
     from shared.monitor.queues import BadMessage, parse_check_message
 
     try:
-        message = parse_check_message(msg.get_body().decode("utf-8", errors="replace"))
+        message = parse_check_message(_text(msg))
     except BadMessage as exc:
         log.error("dropping a malformed check message %s: %s", msg.id, exc)
         return
     monitor = get_monitor()
-    member = FleetMember(message.cluster_id, message.subscription_id)
-    outcome = monitor.check_cluster(member, message.families, Collector(monitor.clients, now=monitor.now))
+    attempt = f"{msg.id or 'local'}-{msg.dequeue_count or 0}-{uuid.uuid4().hex[:8]}"
+    outcome = run_check(monitor, message, attempt=attempt)
     monitor.deliver_notifications()
     log.info("checked cluster", extra={"custom_dimensions": {
-        "cluster_id": message.cluster_id, "families": ",".join(message.families),
+        "cluster_id": message.cluster_id, "families": ",".join(message.families), "cycleId": message.cycle_id,
         "verdict": outcome.report["verdict"], "opened": outcome.opened, "resolved": outcome.resolved}})
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=CHECK_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")
 def cluster_check_poison(msg: func.QueueMessage) -> None:
+    from shared.monitor.pipeline import record_failure_safely
     from shared.monitor.queues import BadMessage, parse_check_message
 
     try:
-        message = parse_check_message(msg.get_body().decode("utf-8", errors="replace"))
+        message = parse_check_message(_text(msg))
     except BadMessage as exc:
         log.error("poison queue: malformed message %s: %s", msg.id, exc)
         return
     reason = (f"the check kept failing ({msg.dequeue_count or 'several'} attempts) and was moved to the poison "
               "queue; see the function logs for this cluster")
-    get_monitor().record_failure(message.cluster_id, message.families, reason)
+    record_failure_safely(get_monitor(), message, reason)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=DIAGNOSE_QUEUE, connection="AzureWebJobsStorage")
 def diagnose_worker(msg: func.QueueMessage) -> None:
-    """Runs an on-demand diagnosis with node probes, outside the 230 s HTTP limit."""
-    from shared.azure.collect import CollectionError
-    from shared.azure.ids import InvalidResourceId
+    """Runs an on-demand diagnosis with node probes, outside the 230 s HTTP limit; always ends done/failed."""
     from shared.diagnose import diagnose
+    from shared.monitor.pipeline import PROBE_BUDGET_S
+    from shared.monitor.queues import BadMessage, parse_diagnose_message
+    from shared.store.checkpoints import TableRunCommandLedger
     from shared.store.status import save_diagnosis
 
-    data = json.loads(msg.get_body().decode("utf-8", errors="replace"))
-    request_id, cluster_id = str(data.get("requestId", "")), str(data.get("clusterId", ""))
+    try:
+        request = parse_diagnose_message(_text(msg))
+    except BadMessage as exc:
+        log.error("dropping a malformed diagnose message %s: %s", msg.id, exc)
+        return
     monitor = get_monitor()
     try:
-        result = diagnose(cluster_id, settings=monitor.settings, clients=monitor.clients, probes=True)
-    except (InvalidResourceId, CollectionError) as exc:
-        save_diagnosis(monitor.store, request_id, cluster_id, "failed", {"error": {"message": str(exc)}})
+        result = diagnose(request.cluster_id, settings=monitor.settings, clients=monitor.clients, probes=True,
+                          budget_s=PROBE_BUDGET_S,
+                          ledger=TableRunCommandLedger(monitor.store, f"diagnose-{request.request_id}-{msg.id}"))
+    except Exception as exc:  # any failure is the request's answer, never a request pending forever
+        log.warning("diagnosis %s failed: %s", request.request_id, type(exc).__name__)
+        save_diagnosis(monitor.store, request.request_id, request.cluster_id, "failed",
+                       {"error": {"message": failure_message(exc)}})
         return
-    save_diagnosis(monitor.store, request_id, cluster_id, "done", result.report)
+    save_diagnosis(monitor.store, request.request_id, request.cluster_id, "done", result.report)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=DIAGNOSE_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")
+def diagnose_poison(msg: func.QueueMessage) -> None:
+    """The worker could not even store its answer (storage down?) five times: record `failed` now."""
+    from shared.monitor.queues import BadMessage, parse_diagnose_message
+    from shared.store.status import save_diagnosis
+
+    try:
+        request = parse_diagnose_message(_text(msg))
+    except BadMessage as exc:
+        log.error("poison queue: malformed diagnose message %s: %s", msg.id, exc)
+        return
+    reason = (f"the diagnosis kept failing ({msg.dequeue_count or 'several'} attempts) and was moved to the "
+              "poison queue; see the function logs")
+    save_diagnosis(get_monitor().store, request.request_id, request.cluster_id, "failed",
+                   {"error": {"message": reason}})
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for the stored request: what failed, without stack traces (never secrets: ARM errors only)."""
+    from shared.azure.collect import CollectionError
+    from shared.azure.ids import InvalidResourceId
+
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, InvalidResourceId | CollectionError):
+        return text
+    return f"the diagnosis failed: {type(exc).__name__}: {text}"[:1000]

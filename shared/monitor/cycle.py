@@ -1,8 +1,9 @@
-"""One monitoring cycle: discover the fleet, check each cluster, persist findings, send notifications.
+"""The Monitor (what one process reuses: settings, SDK clients, storage) and its per-cluster check.
 
-The same functions serve `python -m shared scan` (everything in one process) and the Functions app
-(a timer enqueues one message per cluster and check family; a queue worker calls `check_cluster`), so
-what is tested locally is what runs in Azure.
+`scan` and the Functions app run the same pipeline (shared.monitor.pipeline): a timer plans a cycle per
+check family (one message per cluster), a worker runs `check_cluster` for one message. `scan` executes
+that same fan-out in-process. Collection, probing and evaluation are `shared.monitor.assess`, which
+`diagnose` uses too.
 """
 
 from __future__ import annotations
@@ -10,20 +11,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.azure.clients import ArmClients
 from shared.azure.collect import Collector, describe_http_error
 from shared.azure.ids import parse_cluster_id, segment
-from shared.azure.probes import Prober
-from shared.causes import evaluate_all
+from shared.azure.probes import RunCommandLedger
 from shared.logcontext import log_context
-from shared.model import CauseId, CauseResult, Status
+from shared.monitor.assess import ProbeOptions, assess
+from shared.monitor.families import ALL_FAMILIES, FAMILIES, SPECS, owned_causes
+from shared.monitor.queues import DEFAULT_QUEUES, QueueNames
 from shared.report import build_report
 from shared.settings import Settings
 from shared.snapshot import ActivityEvent, ClusterSnapshot, Unavailable
@@ -31,14 +32,7 @@ from shared.store.connection import Store
 
 log = logging.getLogger(__name__)
 
-# Which causes each timer owns. A family only ever reconciles its own causes, so a fast SNAT timer never
-# resolves a finding that only a node probe can see.
-FAMILIES: Mapping[str, tuple[CauseId, ...]] = {
-    "snat": (CauseId.SNAT,),
-    "nsg": (CauseId.NSG,),
-    "probe": (CauseId.UFW, CauseId.IPTABLES, CauseId.EGRESS),
-}
-ALL_FAMILIES = tuple(FAMILIES)
+__all__ = ["ALL_FAMILIES", "FAMILIES", "ClusterOutcome", "CycleSummary", "FleetMember", "Monitor"]
 CLUSTER_WORKERS = 32
 
 
@@ -53,7 +47,7 @@ class FleetMember:
 class CycleSummary:
     started: datetime
     families: tuple[str, ...]
-    reports: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)  # one merged report per cluster
     opened: int = 0
     resolved: int = 0
     still_open: int = 0
@@ -65,11 +59,12 @@ class CycleSummary:
     run_commands: int = 0
     arm: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    family_reports: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, outcome: ClusterOutcome) -> None:
         with self._lock:
-            self.reports.append(outcome.report)
+            self.family_reports.append(outcome.report)
             self.opened += outcome.opened
             self.resolved += outcome.resolved
             self.still_open += outcome.still_open
@@ -98,7 +93,7 @@ class CycleSummary:
 
 @dataclass(frozen=True)
 class ClusterOutcome:
-    report: dict[str, Any]
+    report: dict[str, Any]  # the checked families' causes only, with `family` when there is one
     opened: int = 0
     resolved: int = 0
     still_open: int = 0
@@ -107,15 +102,20 @@ class ClusterOutcome:
 
 
 class Monitor:
-    """Holds what one process reuses across clusters: settings, SDK clients, storage."""
+    """Holds what one process reuses across clusters: settings, SDK clients, storage, queue names.
+
+    Build it from settings with `shared.monitor.factory.build_monitor` (Functions, CLI and dev tools do).
+    """
 
     def __init__(self, settings: Settings, store: Store, *, clients: ArmClients | None = None,
-                 env: Mapping[str, str] | None = None, now: Callable[[], datetime] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, now: Callable[[], datetime] | None = None,
+                 queues: QueueNames = DEFAULT_QUEUES) -> None:
         self.settings = settings
         self.store = store
         self.clients = clients or ArmClients(settings)
         self.env = dict(os.environ if env is None else env)
         self.now = now or (lambda: datetime.now(UTC))
+        self.queues = queues
 
     # ------------------------------------------------------------ fleet
 
@@ -148,49 +148,54 @@ class Monitor:
         collector: Collector,
         *,
         activity: tuple[ActivityEvent, ...] | Unavailable | None = None,
+        deadline: float | None = None,
+        ledger: RunCommandLedger | None = None,
     ) -> ClusterOutcome:
-        """Collect, probe (if the probe family is asked for), evaluate, and reconcile the family's causes."""
+        """Collect what the families need, probe (probe family), evaluate and reconcile their causes only."""
         with log_context(cluster_id=member.cluster_id):
-            return self._check_cluster(member, families, collector, activity)
+            return self._check_cluster(member, families, collector, activity=activity, deadline=deadline,
+                                       ledger=ledger)
 
-    def _check_cluster(self, member: FleetMember, families: Sequence[str], collector: Collector,
-                       activity: tuple[ActivityEvent, ...] | Unavailable | None) -> ClusterOutcome:
+    def _check_cluster(self, member: FleetMember, families: Sequence[str], collector: Collector, *,
+                       activity: tuple[ActivityEvent, ...] | Unavailable | None, deadline: float | None,
+                       ledger: RunCommandLedger | None) -> ClusterOutcome:
         from shared.store.lifecycle import reconcile
         from shared.store.snat_samples import record_snat_sample
         from shared.store.status import save_cluster_status
 
         checked_at = self.now()
         cluster = member.cluster or collector.managed_cluster(parse_cluster_id(member.cluster_id))
-        probing = "probe" in families and self.settings.node_probes != "off"
-        snapshot = collector.snapshot(cluster, with_instances=probing, activity=activity)
-        run_commands = 0
-        if probing:
-            prober = Prober(collector.clients)
-            snapshot = prober.probe(
-                snapshot, self.settings.node_probes, per_pool=self.settings.probe_sample_per_pool,
-                must_probe=self._open_probe_subjects(snapshot),
-            )
-            run_commands = prober.run_commands
-        results = evaluate_all(snapshot)
-        record_snat_sample(self.store, snapshot, checked_at, families=families)  # fleet page chart; never raises
-        owned = {c for f in families for c in FAMILIES[f]}
-        mine = [r for r in results if r.id in owned]
-        report = build_report(snapshot, [_hide(r, owned) for r in results], checked_at)
-        outcome = reconcile(self.store, _cluster_ref(snapshot), mine, checked_at,
+        probing = any(SPECS[f].probes for f in families) and self.settings.node_probes != "off"
+        must_probe = frozenset(self._open_probe_subjects(member.cluster_id)) if probing else frozenset()
+        options = ProbeOptions(self.settings.node_probes, self.settings.probe_sample_per_pool, deadline, ledger,
+                               must_probe)
+        result = assess(collector, cluster, families, options, activity=activity)
+        record_snat_sample(self.store, result.snapshot, checked_at, families=families)  # fleet page; never raises
+        report = family_report(result.snapshot, result.results, checked_at, families)
+        outcome = reconcile(self.store, _cluster_ref(result.snapshot), result.results, checked_at,
                             reminder_interval=timedelta(hours=self.settings.reminder_hours))
         save_cluster_status(self.store, report, families)
-        return ClusterOutcome(report, len(outcome.opened), len(outcome.resolved), len(outcome.still_open),
-                              len(outcome.reminded), run_commands)
+        owned = {str(c) for c in owned_causes(families)}  # other families' open findings are theirs to count
+        still_open = [f for f in outcome.still_open if f.cause in owned]
+        return ClusterOutcome(report, len(outcome.opened), len(outcome.resolved), len(still_open),
+                              len(outcome.reminded), result.run_commands)
 
-    def _open_probe_subjects(self, snapshot: ClusterSnapshot) -> set[str]:
+    def _open_probe_subjects(self, cluster_id: str) -> set[str]:
         """Nodes with an open node-level finding: always re-probed, so a sample never resolves them blindly."""
         from shared.store.findings import list_findings
 
         node_causes = {str(c) for c in FAMILIES["probe"]}
-        return {f.subject for f in list_findings(self.store, "open", cluster=snapshot.id) if f.cause in node_causes}
+        return {f.subject for f in list_findings(self.store, "open", cluster=cluster_id) if f.cause in node_causes}
 
-    def record_failure(self, cluster_id: str, families: Sequence[str], reason: str) -> None:
-        """A cluster whose check keeps failing (poison message): its causes turn `unknown`, visibly."""
+    def record_failure(self, cluster_id: str, families: Sequence[str], reason: str, *,
+                       cycle_id: str | None = None) -> None:
+        """A cluster whose check keeps failing (poison message): its causes turn `unknown`, visibly.
+
+        The cycle's completion row says `failed`, so the cycle completes (every cluster reported) but does
+        not count as successful in /api/health.
+        """
+        from shared.causes import REGISTRY, run_cause
+        from shared.store.checkpoints import complete_cluster
         from shared.store.lifecycle import reconcile
         from shared.store.status import save_cluster_status
 
@@ -200,68 +205,23 @@ class Monitor:
             location="", node_resource_group="", private=False, outbound_type="unknown",
             unsupported_reason=reason,
         )
-        owned = {c for f in families for c in FAMILIES[f]}
-        results = [r for r in evaluate_all(snapshot) if r.id in owned]
+        owned = owned_causes(families)
+        results = [run_cause(c, snapshot) for c in REGISTRY if c.id in owned]
         checked_at = self.now()
         reconcile(self.store, _cluster_ref(snapshot), results, checked_at)
-        save_cluster_status(self.store, build_report(snapshot, evaluate_all(snapshot), checked_at), families)
+        save_cluster_status(self.store, family_report(snapshot, results, checked_at, families), families)
+        if cycle_id:
+            for family in families:
+                complete_cluster(self.store, family, cycle_id, cluster_id, ok=False, detail=reason)
 
     # ------------------------------------------------------------ whole cycle
 
     def run_cycle(self, families: Sequence[str] = ALL_FAMILIES, *,
                   progress: Callable[[int, int, str], None] | None = None) -> CycleSummary:
-        from shared.store.checkpoints import put_last_success
+        """`scan`: the timers' fan-out and the workers' checks, executed in this process."""
+        from shared.monitor.pipeline import run_in_process
 
-        started = time.monotonic()
-        summary = CycleSummary(self.now(), tuple(families))
-        collector = Collector(self.clients, now=self.now)
-        before = self.clients.stats.snapshot()
-        members, errors = self.discover(collector)
-        summary.errors.extend(errors)
-        summary.clusters = len(members)
-        activity = self._activity(collector, members) if "nsg" in families else {}
-        done = 0
-        with ThreadPoolExecutor(max_workers=min(CLUSTER_WORKERS, max(1, len(members))),
-                                thread_name_prefix="cluster") as pool:
-            futures = {pool.submit(self.check_cluster, m, families, collector,
-                                   activity=activity.get(m.subscription_id)): m for m in members}
-            for future in as_completed(futures):
-                member = futures[future]
-                try:
-                    summary.add(future.result())
-                except Exception as exc:  # one cluster never stops the fleet
-                    log.exception("cluster check failed", extra={"cluster_id": member.cluster_id})
-                    summary.errors.append(f"{member.cluster_id}: {type(exc).__name__}: {exc}")
-                done += 1
-                if progress is not None:
-                    progress(done, len(members), member.cluster_id.rsplit("/", 1)[-1])
-        sent, failed = self.deliver_notifications()
-        summary.notifications_sent, summary.notifications_failed = sent, failed
-        after = self.clients.stats.snapshot()
-        summary.arm = {k: after[k] - before.get(k, 0) for k in after}
-        summary.duration_s = time.monotonic() - started
-        if not summary.errors:
-            for family in families:
-                put_last_success(self.store, family, summary.started, detail=f"{summary.clusters} clusters")
-        log.info("cycle finished", extra={"custom_dimensions": summary.metrics()})
-        return summary
-
-    def _activity(self, collector: Collector,
-                  members: Iterable[FleetMember]) -> dict[str, tuple[ActivityEvent, ...] | Unavailable]:
-        """One Activity Log read per subscription per cycle, from the stored cursor (with overlap)."""
-        from shared.store.checkpoints import get_activity_log_cursor, put_activity_log_cursor
-
-        out: dict[str, tuple[ActivityEvent, ...] | Unavailable] = {}
-        window = timedelta(hours=self.settings.activity_window_hours)
-        for sub in sorted({m.subscription_id for m in members}):
-            now = self.now()
-            cursor = get_activity_log_cursor(self.store, sub)
-            since = max(cursor - timedelta(minutes=10), now - window) if cursor else now - window
-            events = collector.activity_log(sub, since=since)
-            out[sub] = events
-            if not isinstance(events, Unavailable):
-                put_activity_log_cursor(self.store, sub, now)
-        return out
+        return run_in_process(self, families, progress=progress)
 
     def deliver_notifications(self) -> tuple[int, int]:
         """Send what the outbox holds; returns (sent, failed). One failing channel never blocks another."""
@@ -275,13 +235,13 @@ class Monitor:
         return report.sent, report.failed
 
 
-def _hide(result: CauseResult, owned: set[CauseId]) -> CauseResult:
-    """Causes a family did not check are reported as unknown, never as a stale or default clear."""
-    if result.id in owned:
-        return result
-    reason = "not checked by this check family"
-    return replace(result, status=Status.UNKNOWN, summary=f"Could not be checked: {reason}", evidence=(),
-                   remediation=(), reason=reason)
+def family_report(snapshot: ClusterSnapshot, results: Sequence[Any], checked_at: datetime,
+                  families: Sequence[str]) -> dict[str, Any]:
+    """The report of one family check: its own causes and verdict (what the worker logs and stores)."""
+    report = build_report(snapshot, results, checked_at)
+    if len(families) == 1:
+        report["family"] = families[0]
+    return report
 
 
 def _cluster_ref(snapshot: ClusterSnapshot) -> Any:
