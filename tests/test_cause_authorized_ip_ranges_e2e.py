@@ -11,46 +11,23 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from devtools.emulator.arm import Emulator
 from shared.azure.clients import ArmClients
 from shared.diagnose import Diagnosis, diagnose
 from shared.settings import Settings
-from tests.emulator_fixtures import emulator_fixture  # noqa: F401 (fixture)
+from tests.emulator_fixtures import REPO, emulator_fixture  # noqa: F401 (fixture)
 
-SUB = "3f2a7c1e-5b4d-4e6f-8a9b-0c1d2e3f4a5b"
+ACCESS_SCENARIO = REPO / "devtools" / "emulator" / "scenarios" / "access.json"
 CAUSE = "authorized-ip-ranges-exclude-egress"
 OFFICE = "73.140.245.0/24"
 
-HUB_FIREWALL: dict[str, Any] = {
-    "outboundType": "userDefinedRouting",
-    "vnet": {"name": "vnet-spoke", "addressSpace": ["10.20.0.0/16"],
-             "peerings": [{"name": "to-hub", "remoteAddressSpace": ["10.0.0.0/16"]}],
-             "subnets": [{"name": "snet-aks", "addressPrefix": "10.20.0.0/22", "routeTable": "rt-aks"}]},
-    "routeTables": [{"name": "rt-aks", "routes": [{"name": "default", "addressPrefix": "0.0.0.0/0",
-                                                  "nextHopType": "VirtualAppliance",
-                                                  "nextHopIpAddress": "10.0.1.4"}]}],
-    "firewall": {"name": "fw-hub", "resourceGroup": "rg-hub", "privateIp": "10.0.1.4", "publicIp": "20.90.1.1"},
-}
 
-
-def scenario() -> dict[str, Any]:
-    base = {"resourceGroup": "rg-authz", "agentPools": [{"name": "nodepool1", "count": 2}]}
-    clusters = [
-        {**base, "name": "aks-lb-missing", "apiServerAccessProfile": {"authorizedIpRanges": [OFFICE]},
-         "publicIpAddresses": {}},
-        {**base, "name": "aks-lb-inside", "apiServerAccessProfile": {"authorizedIpRanges": [OFFICE, "20.61.0.0/16"]},
-         "loadBalancerProfile": {"outboundIPs": [{"name": "my-egress", "ipAddress": "20.61.3.7"}]}},
-        {**base, "name": "aks-prefix-partial", "apiServerAccessProfile": {"authorizedIpRanges": ["20.70.0.0/29"]},
-         "loadBalancerProfile": {"outboundIPPrefixes": [{"name": "egress-prefix", "ipPrefix": "20.70.0.0/28"}]}},
-        {**base, "name": "aks-nat", "outboundType": "managedNATGateway",
-         "apiServerAccessProfile": {"authorizedIpRanges": [OFFICE]}},
-        {**base, "name": "aks-udr", **HUB_FIREWALL, "apiServerAccessProfile": {"authorizedIpRanges": [OFFICE]}},
-        {**base, "name": "aks-open"},
-        {**base, "name": "aks-private", "private": True},
-    ]
-    return {"subscriptions": [{"id": SUB, "displayName": "authz", "clusters": clusters}]}
+def scenario() -> Path:
+    """The API-server-access fleet: one cluster per egress kind, plus unrestricted and private ones."""
+    return ACCESS_SCENARIO
 
 
 def cluster_id(emu: Emulator, name: str) -> str:

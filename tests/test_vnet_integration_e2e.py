@@ -16,24 +16,10 @@ from devtools.emulator.arm import Emulator
 from shared.azure.clients import ArmClients
 from shared.diagnose import Diagnosis, diagnose
 from shared.settings import Settings
-from tests.emulator_fixtures import emulator_fixture  # noqa: F401 (fixture)
+from tests.emulator_fixtures import REPO, emulator_fixture  # noqa: F401 (fixture)
 
-SUB = "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+ACCESS_SCENARIO = REPO / "devtools" / "emulator" / "scenarios" / "access.json"
 API_PREFIX = "10.30.4.0/28"
-
-
-def scenario(**extra: Any) -> dict[str, Any]:
-    cluster = {
-        "name": "aks-vnet-int", "resourceGroup": "rg-vnetint",
-        "vnet": {"name": "vnet-int", "addressSpace": ["10.30.0.0/16"],
-                 "subnets": [{"name": "snet-aks", "addressPrefix": "10.30.0.0/22", "nsg": "nsg-aks"},
-                             {"name": "snet-apiserver", "addressPrefix": API_PREFIX, "nsg": "nsg-apiserver"}]},
-        "nsgs": [{"name": "nsg-aks", "rules": []}, {"name": "nsg-apiserver", "rules": []}],
-        "apiServerAccessProfile": {"enableVnetIntegration": True, "subnet": "snet-apiserver"},
-        "agentPools": [{"name": "nodepool1", "count": 3, "subnet": "snet-aks"}],
-        **extra,
-    }
-    return {"subscriptions": [{"id": SUB, "displayName": "vnet integration", "clusters": [cluster]}]}
 
 
 def deny(name: str, priority: int, port: str, *, direction: str = "Inbound", source: str = "*") -> dict[str, Any]:
@@ -42,10 +28,10 @@ def deny(name: str, priority: int, port: str, *, direction: str = "Inbound", sou
                                          "destinationAddressPrefix": "*", "destinationPortRange": port}}
 
 
-def run(emu: Emulator) -> Diagnosis:
+def run(emu: Emulator, name: str = "aks-vnet-int") -> Diagnosis:
     settings = Settings.from_env({**os.environ, "NODE_PROBES": "off"})
     clients = ArmClients(settings)
-    cluster = next(str(c.id) for c in emu.state.fleet.clusters)
+    cluster = next(str(c.id) for c in emu.state.fleet.clusters if c.name == name)
     try:
         return diagnose(cluster, settings=settings, clients=clients, probes=False)
     finally:
@@ -58,7 +44,7 @@ def cause(diagnosis: Diagnosis, cause_id: str) -> dict[str, Any]:
 
 def test_tunnel_causes_are_not_applicable_and_the_api_server_subnet_is_checked(
         emulator: Callable[..., Emulator]) -> None:
-    found = run(emulator(scenario()))
+    found = run(emulator(ACCESS_SCENARIO))
     for tunnel_cause in ("egress-tunnel-port-blocked", "konnectivity-agent-unhealthy"):
         result = cause(found, tunnel_cause)
         assert result["status"] == "not_applicable", result
@@ -70,7 +56,7 @@ def test_tunnel_causes_are_not_applicable_and_the_api_server_subnet_is_checked(
 
 
 def test_node_nsg_denying_the_api_server_subnet_is_detected_then_clears(emulator: Callable[..., Emulator]) -> None:
-    emu = emulator(scenario())
+    emu = emulator(ACCESS_SCENARIO)
     emu.state.add_nsg_rule("nsg-aks", deny("deny-apiserver-kubelet", 300, "10250", source=API_PREFIX),
                            caller="jane.doe@contoso.com")
     nsg = cause(run(emu), "nsg-blocks-10250")
@@ -84,7 +70,7 @@ def test_node_nsg_denying_the_api_server_subnet_is_detected_then_clears(emulator
 
 
 def test_api_server_subnet_nsg_blocking_the_documented_ports_is_detected(emulator: Callable[..., Emulator]) -> None:
-    emu = emulator(scenario())
+    emu = emulator(ACCESS_SCENARIO)
     emu.state.add_nsg_rule("nsg-apiserver", deny("deny-https-in", 400, "443", source="VirtualNetwork"))
     nsg = cause(run(emu), "nsg-blocks-10250")
     assert nsg["status"] == "detected", nsg
@@ -96,7 +82,7 @@ def test_api_server_subnet_nsg_blocking_the_documented_ports_is_detected(emulato
 
 
 def test_api_server_subnet_nsg_forbidden_is_unknown(emulator: Callable[..., Emulator]) -> None:
-    emu = emulator(scenario())
+    emu = emulator(ACCESS_SCENARIO)
     nsg_id = next(n.id for n in emu.state.fleet.nsgs if n.name == "nsg-apiserver")
     emu.faults.add(403, operation="NetworkSecurityGroups.Get", resource=nsg_id, count=None)
     nsg = cause(run(emu), "nsg-blocks-10250")
@@ -105,7 +91,7 @@ def test_api_server_subnet_nsg_forbidden_is_unknown(emulator: Callable[..., Emul
 
 
 def test_azure_cni_overlay_keeps_the_tunnel_causes(emulator: Callable[..., Emulator]) -> None:
-    found = run(emulator(scenario(networkPluginMode="overlay")))
+    found = run(emulator(ACCESS_SCENARIO), "aks-vnet-overlay")
     for tunnel_cause in ("egress-tunnel-port-blocked", "konnectivity-agent-unhealthy"):
         result = cause(found, tunnel_cause)
         assert "VNet Integration: the API server reaches" not in result["summary"], result
