@@ -267,7 +267,8 @@ class ArmHandlers:
         nat = self.state.nat_gateway(uri)
         if nat is not None:
             owner = self.state.nat_owner(uri)
-            return self._metrics(req, uri, "natGateways", nat.location, owner.nat_metrics if owner else ())
+            series = nat.metrics if nat.metrics is not None else (owner.nat_metrics if owner else ())
+            return self._metrics(req, uri, "natGateways", nat.location, series)
         raise ArmError(404, "ResourceNotFound", f"The Resource '{uri}' was not found. For more details please go "
                                                 "to https://aka.ms/ARMResourceNotFoundFix")
 

@@ -481,7 +481,8 @@ def nat_gateway_json(nat: NatGatewaySpec) -> Json:
             "etag": etag(nat.id), "type": "Microsoft.Network/natGateways",
             "properties": {"idleTimeoutInMinutes": nat.idle_timeout_minutes, "provisioningState": "Succeeded",
                            "resourceGuid": stable_guid("nat", nat.id),
-                           "publicIpAddresses": [ref(p) for p in nat.public_ip_ids], "publicIpPrefixes": [],
+                           "publicIpAddresses": [ref(p) for p in nat.public_ip_ids],
+                           "publicIpPrefixes": [ref(p) for p in nat.public_ip_prefix_ids],
                            "subnets": [ref(s) for s in nat.subnet_ids]}}
 
 

@@ -126,6 +126,9 @@ class NatGatewaySpec:
     idle_timeout_minutes: int = 4
     public_ip_ids: tuple[str, ...] = ()
     subnet_ids: tuple[str, ...] = ()
+    public_ip_prefix_ids: tuple[str, ...] = ()
+    # The gateway's own SNAT series (a cluster with several gateways); None: the owning cluster's nat_metrics.
+    metrics: tuple[MetricSeries, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ Scenario format (camelCase, Azure's own spelling wherever Azure has a word for i
         "nsgs": [{"name", "resourceGroup", "rules": [<ARM security rule>]}], "nodeNsgRules": [...],
         "nicNsg": true, "routeTables": [{"name", "resourceGroup", "routes": [<ARM route>]}],
         "firewall": {"name", "resourceGroup", "privateIp", "networkRuleCollections", "applicationRuleCollections"},
-        "natGateway": {"name", "resourceGroup", "idleTimeoutInMinutes", "publicIpCount"},
+        "natGateway": {"name", "resourceGroup", "idleTimeoutInMinutes", "publicIpCount",
+                       "publicIpPrefixes": [{"name", "ipPrefix", "resourceGroup"}]},
+        "natGateways": [{<as natGateway>, "metrics": [<series>]}],   # more gateways, named by subnets
         "agentPools": [{"name", "count", "minCount", "maxCount", "type", "mode", "vmSize", "subnet",
                         "applicationSecurityGroups": [<asg id>],
                         "node": {<defaults for every node>}, "nodes": [{"index": 0, <overrides>}]}],
@@ -192,6 +194,8 @@ class _FleetBuilder:
         firewall_id = self._firewall(sub_id, rg, location, raw.get("firewall"))
         where = _Where(sub_id=sub_id, rg=rg, node_rg=node_rg, hash8=hash8, location=location)
         nat_id = self._nat_gateway(where, outbound, raw.get("natGateway"))
+        for extra in raw.get("natGateways", ()):  # more gateways, for subnets that name them
+            self._nat_gateway(where, "userAssignedNATGateway", extra, own_metrics=True)
 
         custom_vnet = "vnet" in raw
         vnet = self._vnet(where, raw.get("vnet"), node_nsg.id, nat_id if outbound == "managedNATGateway" else None)
@@ -287,7 +291,8 @@ class _FleetBuilder:
         self._register(self.firewalls, spec)
         return spec.id
 
-    def _nat_gateway(self, where: _Where, outbound: str, raw: JsonDict | None) -> str | None:
+    def _nat_gateway(self, where: _Where, outbound: str, raw: JsonDict | None, *,
+                     own_metrics: bool = False) -> str | None:
         if raw is None and outbound != "managedNATGateway":
             return None
         raw = raw or {}
@@ -296,10 +301,23 @@ class _FleetBuilder:
         name = raw.get("name", f"aks-natgw-{where.hash8}")
         ips = tuple(naming.resource_id(sub_id, nat_rg, PIP_TYPE, f"{name}-pip-{i}")
                     for i in range(int(raw.get("publicIpCount", 1))))
+        prefixes = []
+        for item in raw.get("publicIpPrefixes", ()):
+            prefix_rg = item.get("resourceGroup", nat_rg)
+            pid = naming.resource_id(sub_id, prefix_rg, PREFIX_TYPE, item["name"])
+            self._register(self.prefixes, PublicIpPrefixSpec(pid, item["name"], prefix_rg, location, item["ipPrefix"]))
+            prefixes.append(pid)
+        metrics = _series(raw.get("metrics"))
         spec = NatGatewaySpec(id=naming.resource_id(sub_id, nat_rg, NAT_TYPE, name), name=name,
                               resource_group=nat_rg, location=location,
-                              idle_timeout_minutes=int(raw.get("idleTimeoutInMinutes", 4)), public_ip_ids=ips)
+                              idle_timeout_minutes=int(raw.get("idleTimeoutInMinutes", 4)), public_ip_ids=ips,
+                              public_ip_prefix_ids=tuple(prefixes),
+                              metrics=metrics if metrics is not None or not own_metrics else default_nat_metrics())
         self._register(self.nat_gateways, spec)
+        if own_metrics:  # the cluster's primary gateway gets its public IPs from _access
+            for ip_id in ips:
+                self._register(self.public_ips, PublicIpSpec(ip_id, ip_id.rsplit("/", 1)[-1], nat_rg, location,
+                                                             _stable_address(ip_id)))
         return spec.id
 
     def _vnet(self, where: _Where, raw: JsonDict | None, node_nsg_id: str, managed_nat_id: str | None) -> VnetSpec:

@@ -240,6 +240,11 @@ class EmulatorState:
             if lb_owner is not None:
                 self._replace_cluster(dataclasses.replace(lb_owner, lb_metrics=parsed))
                 return
+            own = self.nat_gateway(resource)
+            if own is not None and (own.metrics is not None or nat_owner is None):  # a gateway's own series
+                changed = dataclasses.replace(own, metrics=parsed)
+                self._replace_fleet(nat_gateways=tuple(changed if n is own else n for n in self._fleet.nat_gateways))
+                return
             nat_id = resource if nat_owner is not None else (cluster.nat_gateway_id if cluster else None)
             if not nat_id:
                 raise KeyError(f"no load balancer, NAT gateway or cluster {resource}")

@@ -2,16 +2,23 @@
 
 Only AKS-managed outbound (load balancer or NAT gateway) is ours to judge; with userDefinedRouting or
 `none` SNAT happens on the customer's firewall, and private clusters reach the API server privately.
+
+`clear` needs every piece: connection metrics with data, port metrics with a known allocation, the
+public IPs behind the load balancer, and every NAT gateway on the node subnets. A failure seen on one
+piece is `detected` even when another piece is missing (that piece is then listed in `unchecked`).
 """
 
 from __future__ import annotations
 
 from shared.causes.base import Cause
+from shared.causes.snat_remediation import load_balancer_fix, nat_arithmetic, nat_gateway_fix
 from shared.model import CauseId, CauseResult, Evidence, Status
 from shared.netrules.snat import PoolSize, SnatInputs, assess
 from shared.snapshot import ClusterSnapshot, SnatMetrics, Unavailable
 
 NAT_GATEWAY_TYPES = ("managedNATGateway", "userAssignedNATGateway")
+REUSE = ("Reuse connections in the workloads (HTTP keep-alive, connection pools) so each call does not take a "
+         "new SNAT port.")
 
 
 def _not_applicable(snapshot: ClusterSnapshot) -> str | None:
@@ -32,34 +39,47 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
     if isinstance(metrics, Unavailable):
         return CAUSE.unknown(metrics.reason)
     if snapshot.outbound_type in NAT_GATEWAY_TYPES or metrics.source_kind == "natGateway":
-        return _evaluate_nat_gateway(snapshot, metrics)
+        return _evaluate_nat_gateways(snapshot, metrics)
     return _evaluate_load_balancer(snapshot, metrics)
+
+
+# ------------------------------------------------------------------ load balancer
 
 
 def _evaluate_load_balancer(snapshot: ClusterSnapshot, metrics: SnatMetrics) -> CauseResult:
     profile = snapshot.load_balancer_profile
-    ports = profile.allocated_outbound_ports if profile else 0
-    ips = profile.outbound_ip_count if profile else 1
+    configured = profile.allocated_outbound_ports if profile else 0
+    ips = metrics.outbound_ip_count
+    if ips is None and not metrics.outbound_ips_error and (profile is None or profile.kind != "prefixes"):
+        ips = profile.outbound_ip_count if profile else 1  # the profile states managed counts and own IPs
     result = assess(
         SnatInputs(
             pools=tuple(PoolSize(p.name, p.count, p.max_count, p.max_surge) for p in snapshot.pools),
-            allocated_outbound_ports=ports,
-            outbound_ip_count=ips,
+            allocated_outbound_ports=configured,
+            outbound_ip_count=ips if ips is not None else (profile.outbound_ip_count if profile else 1),
             failed_connections=metrics.failed_connections,
             used_ports=metrics.used_ports,
             allocated_ports=metrics.allocated_ports,
         )
     )
-    evidence = tuple(Evidence(metrics.source_id, line) for line in result.arithmetic)
+    arithmetic = result.arithmetic
+    if ips is None:  # capacity without the real IP count would be a guess: say so instead
+        arithmetic = (*(line for line in result.arithmetic if not line.startswith("capacity")),
+                      "capacity: unknown, the outbound public IPs could not be counted "
+                      f"({metrics.outbound_ips_error or 'public IP prefixes not read'})")
     evidence = (
         Evidence(
             metrics.source_id,
             f"SnatConnectionCount over the last {metrics.window_minutes} min: "
             f"{metrics.failed_connections:g} failed, {metrics.successful_connections:g} succeeded",
         ),
-        *evidence,
+        Evidence(metrics.source_id, _kind_line(snapshot, ips)),
+        *(Evidence(metrics.source_id, line) for line in arithmetic),
     )
+    gaps = _load_balancer_gaps(metrics, configured, ips)
     if result.state == "ok":
+        if gaps:
+            return CAUSE.unknown("; ".join(gaps.values()), evidence=evidence, unchecked=gaps)
         usage = f"peak usage {result.peak_usage_ratio:.0%}" if result.peak_usage_ratio is not None else "no usage data"
         return CAUSE.result(
             Status.CLEAR,
@@ -67,13 +87,11 @@ def _evaluate_load_balancer(snapshot: ClusterSnapshot, metrics: SnatMetrics) -> 
             evidence=evidence,
         )
     remediation = (
-        f"az aks update --resource-group {snapshot.resource_group} --name {snapshot.name} "
-        f"--load-balancer-outbound-ports {result.recommended_ports} "
-        f"--load-balancer-managed-outbound-ip-count {result.recommended_ips}",
-        "Reuse connections in the workloads (HTTP keep-alive, connection pools) so each call does not take "
-        "a new SNAT port.",
-        "For large or bursty egress, move to a NAT gateway (64,512 SNAT ports per public IP, allocated on "
-        "demand): az aks update --outbound-type managedNATGateway ... (see the AKS NAT gateway docs).",
+        *load_balancer_fix(snapshot, profile, ports=result.recommended_ports, current_ips=ips,
+                           wanted_ips=result.recommended_ips),
+        REUSE,
+        "For large or bursty egress, a NAT gateway gives 64,512 SNAT ports per public IP, allocated on demand "
+        "(changing the outbound type changes the cluster's egress IPs: update allow-lists first).",
     )
     if result.state == "exhausted":
         summary = (
@@ -86,39 +104,93 @@ def _evaluate_load_balancer(snapshot: ClusterSnapshot, metrics: SnatMetrics) -> 
             f"{result.peak_backend} (warning at 75%)."
         )
     return CAUSE.result(Status.DETECTED, summary, evidence=evidence, remediation=remediation,
-                        subjects=(metrics.source_id,))
+                        subjects=(metrics.source_id,), unchecked=gaps)
 
 
-def _evaluate_nat_gateway(snapshot: ClusterSnapshot, metrics: SnatMetrics) -> CauseResult:
-    evidence = (
-        Evidence(
-            metrics.source_id,
-            f"SNATConnectionCount over the last {metrics.window_minutes} min: "
-            f"{metrics.failed_connections:g} failed, {metrics.successful_connections:g} succeeded; "
-            f"PacketDropCount {metrics.packet_drops:g}",
-        ),
-    )
-    if metrics.failed_connections <= 0:
+def _load_balancer_gaps(metrics: SnatMetrics, configured: int, ips: int | None) -> dict[str, str]:
+    """Pieces of evidence that are missing or ambiguous: each would make a `clear` unfounded."""
+    gaps = {f"{metrics.source_id}#{name}": f"Azure Monitor returned no {name} data for the load balancer "
+                                          f"in the last {metrics.window_minutes} min"
+            for name in metrics.missing}
+    if metrics.outbound_ips_error or ips is None:
+        gaps[f"{metrics.source_id}#outboundIPs"] = (
+            "the outbound public IPs could not be counted: "
+            f"{metrics.outbound_ips_error or 'the public IP prefixes were not read'}")
+    if configured == 0:
+        empty = sorted(b for b in metrics.used_ports
+                       if not any(v > 0 for v in metrics.allocated_ports.get(b, ())))
+        empty += sorted(b for b, series in metrics.allocated_ports.items()
+                        if b not in metrics.used_ports and series and not any(v > 0 for v in series))
+        for backend in empty:
+            gaps[backend] = (
+                f"backend {backend} reports 0 allocated SNAT ports while allocatedOutboundPorts is 0 (AKS's "
+                "default table): the ports it really has cannot be told, and 0 may mean it has none")
+    return gaps
+
+
+def _kind_line(snapshot: ClusterSnapshot, ips: int | None) -> str:
+    profile = snapshot.load_balancer_profile
+    kind = profile.kind if profile else "managed"
+    count = "unknown" if ips is None else str(ips)
+    if kind == "ips":
+        return f"outbound IPs: the cluster's own public IPs ({count}), kept by the fix"
+    if kind == "prefixes":
+        assert profile is not None
+        return (f"outbound IPs: {count} address(es) from {len(profile.outbound_ip_prefix_ids)} public IP "
+                "prefix(es), read from each prefix's allocated range and kept by the fix")
+    return f"outbound IPs: {count} AKS-managed public IP(s)"
+
+
+# ------------------------------------------------------------------ NAT gateways
+
+
+def _evaluate_nat_gateways(snapshot: ClusterSnapshot, primary: SnatMetrics) -> CauseResult:
+    gateways = (primary, *primary.also)
+    unchecked: dict[str, str] = dict(primary.unread)
+    evidence: list[Evidence] = []
+    exhausted: list[SnatMetrics] = []
+    for gateway in gateways:
+        evidence.append(Evidence(
+            gateway.source_id,
+            f"SNATConnectionCount over the last {gateway.window_minutes} min: {gateway.failed_connections:g} "
+            f"failed, {gateway.successful_connections:g} succeeded; PacketDropCount {gateway.packet_drops:g}",
+        ))
+        evidence.append(Evidence(gateway.source_id, nat_arithmetic(gateway)))
+        if gateway.failed_connections > 0:
+            exhausted.append(gateway)
+        for name in gateway.missing:
+            unchecked[f"{gateway.source_id}#{name}"] = (
+                f"Azure Monitor returned no {name} data for NAT gateway {_name(gateway.source_id)}")
+        if gateway.outbound_ips_error:
+            unchecked[f"{gateway.source_id}#outboundIPs"] = (
+                f"the public IPs of NAT gateway {_name(gateway.source_id)} could not be counted: "
+                f"{gateway.outbound_ips_error}")
+    evidence.extend(Evidence(k, f"not checked: {v}") for k, v in primary.unread.items())
+    if not exhausted:
+        if unchecked:
+            return CAUSE.unknown("; ".join(f"{_name(k)}: {v}" if k in primary.unread else v
+                                           for k, v in unchecked.items()),
+                                 evidence=tuple(evidence), unchecked=unchecked)
         return CAUSE.result(
             Status.CLEAR,
-            f"No failed SNAT connections on the NAT gateway in the last {metrics.window_minutes} min.",
-            evidence=evidence,
+            f"No failed SNAT connections on the {len(gateways)} NAT gateway(s) of the node subnets in the last "
+            f"{primary.window_minutes} min.",
+            evidence=tuple(evidence),
         )
-    remediation = (
-        f"az aks update --resource-group {snapshot.resource_group} --name {snapshot.name} "
-        "--nat-gateway-managed-outbound-ip-count <current + 1>  (managedNATGateway: each IP adds 64,512 ports)",
-        "userAssignedNATGateway: attach more public IPs or a public IP prefix to the NAT gateway "
-        "(az network nat gateway update --public-ip-addresses ...).",
-        "Reuse connections in the workloads (keep-alive, connection pools) to take fewer SNAT ports.",
-    )
+    remediation = (*dict.fromkeys(step for g in exhausted for step in nat_gateway_fix(snapshot, g)), REUSE)
+    names = ", ".join(f"{_name(g.source_id)} ({g.failed_connections:g} failed)" for g in exhausted)
     return CAUSE.result(
         Status.DETECTED,
-        f"SNAT port exhaustion on the NAT gateway: {metrics.failed_connections:g} failed connections in the "
-        f"last {metrics.window_minutes} min.",
-        evidence=evidence,
+        f"SNAT port exhaustion on the NAT gateway(s) {names} in the last {primary.window_minutes} min.",
+        evidence=tuple(evidence),
         remediation=remediation,
-        subjects=(metrics.source_id,),
+        subjects=tuple(g.source_id for g in exhausted),
+        unchecked=unchecked,
     )
+
+
+def _name(resource_id: str) -> str:
+    return resource_id.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
 CAUSE = Cause(

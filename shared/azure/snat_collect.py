@@ -1,0 +1,178 @@
+"""SNAT evidence: metrics of the outbound load balancer, or of EVERY NAT gateway on the node subnets, and
+the public IPs behind them.
+
+Why every NAT gateway: each node subnet may have its own gateway, and the one with exhausted ports is
+not necessarily the first by id. Why the IPs: the fix must fit how the outbound IPs were chosen (a
+managed count, the user's own IPs, prefixes), and a prefix's size must be read, not assumed.
+Anything that could not be read is recorded (unread gateways, missing metrics, unreadable prefixes) so
+that the cause answers `unknown` rather than `clear` on partial evidence.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from shared.azure import rest
+from shared.azure.clients import to_rest
+from shared.azure.ids import last_name, norm
+from shared.snapshot import LoadBalancerProfile, SnatMetrics, Unavailable
+
+T = TypeVar("T")
+NAT_GATEWAY_TYPES = ("managedNATGateway", "userAssignedNATGateway")
+
+
+class _Reads(Protocol):
+    """What the SNAT reads need from the collector: guarded calls, memoised GETs, the monitor client."""
+
+    def safe(self, what: str, fetch: Callable[[], T]) -> T | Unavailable: ...
+
+    def get(self, resource_id: str, operations: str, convert: Callable[[Any], T]) -> T: ...
+
+    def monitor(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SnatQuery:
+    """The window asked of Azure Monitor, and how many backends to ask series for."""
+
+    window_minutes: int
+    end: datetime
+    node_count: int
+
+    @property
+    def timespan(self) -> str:
+        start = self.end - timedelta(minutes=self.window_minutes)
+        return f"{_arm_time(start)}/{_arm_time(self.end)}"
+
+
+def collect_snat(reads: _Reads, facts: rest.ClusterFacts, query: SnatQuery, *, nat_by_subnet: Mapping[str, str],
+                 subnet_ids: set[str], lb_ids: set[str]) -> SnatMetrics | Unavailable | None:
+    """SNAT evidence for the cluster's outbound path (None where SNAT is not AKS's: private, UDR, none)."""
+    if facts.private or facts.outbound_type.lower() in ("userdefinedrouting", "none"):
+        return None
+    if facts.outbound_type in NAT_GATEWAY_TYPES:
+        nat_ids = sorted({g for s in subnet_ids if (g := nat_by_subnet.get(norm(s)))}, key=str.lower)
+        if not nat_ids:
+            return Unavailable("no NAT gateway is attached to the node subnets")
+        return _nat_gateways(reads, nat_ids, query)
+    if not lb_ids:
+        return Unavailable("no load balancer backend pool on the node NICs; cannot find the outbound load balancer")
+    lb_id = sorted(lb_ids, key=lambda i: (last_name(i).lower() != "kubernetes", i))[0]
+    got = reads.safe("load balancer SNAT metrics", partial(_lb_metrics, reads, lb_id, query))
+    if isinstance(got, Unavailable):
+        return got
+    count, error = _lb_outbound_ips(reads, facts.load_balancer_profile)
+    return replace(got, outbound_ip_count=count, outbound_ips_error=error)
+
+
+# ------------------------------------------------------------------ load balancer
+
+
+def _lb_metrics(reads: _Reads, lb_id: str, query: SnatQuery) -> SnatMetrics:
+    monitor = reads.monitor()
+    conns = to_rest(monitor.metrics.list(lb_id, timespan=query.timespan, interval="PT1M",
+                                         metricnames="SnatConnectionCount", aggregation="Total",
+                                         filter="ConnectionState eq '*'"))
+    # Azure returns only `top` (default 10) series per metric once a $filter splits them: ask for one per
+    # node, or clusters above 10 nodes would hide their busiest backends.
+    ports = to_rest(monitor.metrics.list(lb_id, timespan=query.timespan, interval="PT1M",
+                                         metricnames="AllocatedSnatPorts,UsedSnatPorts", aggregation="Maximum",
+                                         filter="BackendIPAddress eq '*'", top=max(10, query.node_count)))
+    by_state = rest.metric_series(conns, "SnatConnectionCount", "ConnectionState")
+    used = rest.metric_series(ports, "UsedSnatPorts", "BackendIPAddress")
+    allocated = rest.metric_series(ports, "AllocatedSnatPorts", "BackendIPAddress")
+    missing = tuple(name for name, series in (("SnatConnectionCount", by_state), ("UsedSnatPorts", used),
+                                              ("AllocatedSnatPorts", allocated)) if not _has_points(series))
+    return SnatMetrics(
+        source_id=lb_id, source_kind="loadBalancer", window_minutes=query.window_minutes,
+        failed_connections=sum(by_state.get("failed", [])),
+        successful_connections=sum(by_state.get("successful", [])),
+        used_ports={k: tuple(v) for k, v in used.items()},
+        allocated_ports={k: tuple(v) for k, v in allocated.items()},
+        missing=missing,
+    )
+
+
+def _lb_outbound_ips(reads: _Reads, profile: LoadBalancerProfile | None) -> tuple[int | None, str | None]:
+    """How many public IPs the load balancer has for outbound: prefixes are read for their length."""
+    if profile is None:
+        return None, "the cluster has no loadBalancerProfile, so its outbound IPs are not known"
+    if profile.kind != "prefixes":
+        return profile.outbound_ip_count, None
+    return _prefix_addresses(reads, profile.outbound_ip_prefix_ids, 0)
+
+
+def _prefix_addresses(reads: _Reads, prefix_ids: tuple[str, ...], start: int) -> tuple[int | None, str | None]:
+    """`start` plus the addresses of each prefix, from the range Azure allocated to it (its length is there)."""
+    total = start
+    for prefix_id in prefix_ids:
+        cidr = reads.safe(f"public IP prefix {last_name(prefix_id)}",
+                          partial(reads.get, prefix_id, "public_ip_prefixes", rest.public_ip_prefix))
+        if isinstance(cidr, Unavailable):
+            return None, cidr.reason
+        try:
+            total += ipaddress.ip_network(str(cidr), strict=False).num_addresses
+        except ValueError:
+            return None, f"public IP prefix {last_name(prefix_id)} has no allocated range (ipPrefix {cidr!r})"
+    return total, None
+
+
+# ------------------------------------------------------------------ NAT gateways
+
+
+def _nat_gateways(reads: _Reads, nat_ids: list[str], query: SnatQuery) -> SnatMetrics | Unavailable:
+    """Every gateway: the one with the most failures leads, the others ride along, unread ones are named."""
+    read: list[SnatMetrics] = []
+    unread: dict[str, str] = {}
+    for nat_id in nat_ids:
+        name = last_name(nat_id)
+        addresses = reads.safe(f"NAT gateway {name}",
+                               partial(reads.get, nat_id, "nat_gateways", rest.nat_gateway_public_ips))
+        if isinstance(addresses, Unavailable):
+            unread[nat_id] = addresses.reason
+            continue
+        metrics = reads.safe(f"SNAT metrics of NAT gateway {name}", partial(_nat_metrics, reads, nat_id, query))
+        if isinstance(metrics, Unavailable):
+            unread[nat_id] = metrics.reason
+            continue
+        ip_ids, prefix_ids = addresses
+        count, error = _prefix_addresses(reads, prefix_ids, len(ip_ids))
+        read.append(replace(metrics, public_ip_ids=ip_ids, public_ip_prefix_ids=prefix_ids,
+                            outbound_ip_count=count, outbound_ips_error=error))
+    if not read:
+        return Unavailable("; ".join(f"{last_name(k)}: {v}" for k, v in unread.items()))
+    read.sort(key=lambda m: -m.failed_connections)
+    return replace(read[0], also=tuple(read[1:]), unread=unread)
+
+
+def _nat_metrics(reads: _Reads, nat_id: str, query: SnatQuery) -> SnatMetrics:
+    monitor = reads.monitor()
+    conns = to_rest(monitor.metrics.list(nat_id, timespan=query.timespan, interval="PT1M",
+                                         metricnames="SNATConnectionCount", aggregation="Total",
+                                         filter="ConnectionState eq '*'"))
+    drops = to_rest(monitor.metrics.list(nat_id, timespan=query.timespan, interval="PT1M",
+                                         metricnames="PacketDropCount", aggregation="Total"))
+    by_state = rest.metric_series(conns, "SNATConnectionCount", "ConnectionState")
+    dropped = rest.metric_series(drops, "PacketDropCount", None)
+    return SnatMetrics(
+        source_id=nat_id, source_kind="natGateway", window_minutes=query.window_minutes,
+        failed_connections=sum(by_state.get("failed", [])),
+        successful_connections=sum(by_state.get("successful", [])),
+        packet_drops=sum(v for s in dropped.values() for v in s),
+        missing=("SNATConnectionCount",) if not _has_points(by_state) else (),
+    )
+
+
+def _has_points(series: Mapping[str, list[float]]) -> bool:
+    return any(series.values())
+
+
+def _arm_time(moment: datetime) -> str:
+    from datetime import UTC
+
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
