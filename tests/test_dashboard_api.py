@@ -225,7 +225,8 @@ def test_functions_routes_serve_page_and_assets() -> None:
     assert reply.mimetype == "text/html"
     assert b'/api/dashboard/app.js?code=k1"' in reply.get_body()
     asset = dashboard.dashboard_asset_http(func.HttpRequest(
-        method="GET", url="https://app.example.invalid/api/dashboard/app.css", body=b"", route_params={"path": "app.css"}))
+        method="GET", url="https://app.example.invalid/api/dashboard/app.css", body=b"",
+        route_params={"path": "app.css"}))
     assert asset.status_code == 200
     assert asset.mimetype == "text/css"
     escape = dashboard.dashboard_asset_http(func.HttpRequest(

@@ -7,11 +7,12 @@ Screenshots land in tests/artifacts/ (git-ignored); their paths are printed.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
@@ -33,8 +34,9 @@ from tests.emulator_fixtures import DEMO_SCENARIO, running_emulator
 
 pytestmark = pytest.mark.timeout(600)
 
-# aks-snat's busiest node climbs past the 75% warning line and starts failing connections.
-USED = [30.0, 34.0, 38.0, 41.0, 45.0, 50.0, 55.0, 61.0]
+# aks-snat's busiest node: a spike over the 75% warning line (opened), back under it (resolved), then a
+# climb that ends in failed connections (opened again).
+USED = [30.0, 52.0, 40.0, 36.0, 45.0, 50.0, 55.0, 61.0]
 FAILED = [0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 9.0, 27.0]
 ALLOCATED = 64.0
 SNAT_CYCLES = len(USED)
@@ -123,15 +125,16 @@ def grid_cells(page: Any) -> dict[str, dict[str, Any]]:
     return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#fleet-table tbody tr')].map(tr => [
         tr.dataset.clusterId, {
           hidden: tr.hidden,
-          fields: Object.fromEntries([...tr.querySelectorAll('td[data-field]')].map(td => [td.dataset.field, td.textContent.trim()])),
+          fields: Object.fromEntries([...tr.querySelectorAll('td[data-field]')]
+              .map(td => [td.dataset.field, td.textContent.trim()])),
           causes: Object.fromEntries([...tr.querySelectorAll('td[data-cause]')].map(td => [td.dataset.cause,
               {status: td.dataset.status, text: td.textContent.trim(), title: td.title}])),
         }]))""")
 
 
 def visible_ids(page: Any) -> set[str]:
-    return set(page.evaluate(
-        "() => [...document.querySelectorAll('#fleet-table tbody tr')].filter(r => !r.hidden).map(r => r.dataset.clusterId)"))
+    return set(page.evaluate("() => [...document.querySelectorAll('#fleet-table tbody tr')]"
+                             ".filter(r => !r.hidden).map(r => r.dataset.clusterId)"))
 
 
 # ---------------------------------------------------------------- grid
@@ -157,7 +160,8 @@ def test_grid_matches_api_clusters_cell_for_cell(world: dict[str, Any], page: An
             assert cell["status"] == cause["status"], (cid, cause["id"])
             assert cell["text"] == cause["status"].replace("_", " "), "the cell's text states the status"
             if cause["status"] == "unknown":
-                assert cause["reason"] and cause["reason"] in cell["title"], "unknown reason on hover"
+                assert cause["reason"], (cid, cause["id"])
+                assert cause["reason"] in cell["title"], "unknown reason on hover"
     statuses = {c["status"] for r in reports.values() for c in r["causes"]}
     assert {"detected", "clear", "not_applicable", "unknown"} <= statuses, "the demo fleet shows every status"
     # counts at the top agree with the grid
@@ -166,3 +170,236 @@ def test_grid_matches_api_clusters_cell_for_cell(world: dict[str, Any], page: An
     for status in ("detected", "unknown", "clear", "not_applicable"):
         assert counts[status] == sum(1 for r in reports.values() for c in r["causes"] if c["status"] == status)
     screenshot(page, "dashboard-grid.png")
+
+
+def test_filters_sort_and_count_tiles(world: dict[str, Any], page: Any) -> None:
+    open_page(page, world)
+    reports = api_clusters(world)
+    everyone = set(reports)
+    assert visible_ids(page) == everyone
+
+    subscription = sorted({r["cluster"]["subscriptionId"] for r in reports.values()})[0]
+    page.select_option("#f-sub", subscription.lower())
+    assert visible_ids(page) == {cid for cid, r in reports.items() if r["cluster"]["subscriptionId"] == subscription}
+    page.select_option("#f-sub", "")
+
+    page.select_option("#f-cause", "nsg-blocks-10250")
+    page.select_option("#f-status", "detected")
+    wanted = {cid for cid, r in reports.items() for c in r["causes"]
+              if c["id"] == "nsg-blocks-10250" and c["status"] == "detected"}
+    assert wanted
+    assert visible_ids(page) == wanted
+    page.select_option("#f-cause", "")
+    page.select_option("#f-status", "unknown")
+    unknown = {cid for cid, r in reports.items() if any(c["status"] == "unknown" for c in r["causes"])}
+    assert visible_ids(page) == unknown
+    page.click("#f-clear")
+    assert visible_ids(page) == everyone
+
+    page.fill("#f-text", "aks-snat")
+    assert {reports[c]["cluster"]["name"] for c in visible_ids(page)} == {"aks-snat"}
+    page.fill("#f-text", "rg-legacy")
+    assert {reports[c]["cluster"]["resourceGroup"] for c in visible_ids(page)} == {"rg-legacy"}
+    page.fill("#f-text", "availability sets")  # an unknown's reason is searchable too
+    assert {reports[c]["cluster"]["name"] for c in visible_ids(page)} == {"aks-legacy-as"}
+    page.fill("#f-text", "")
+    assert page.text_content("#shown") == f"showing {len(everyone)} of {len(everyone)} clusters"
+
+    page.click(".tile[data-filter='verdict'][data-value='problem']")
+    assert visible_ids(page) == {cid for cid, r in reports.items() if r["verdict"] == "problem"}
+    page.click(".tile[data-filter='verdict'][data-value='problem']")  # a second click lifts it
+    assert visible_ids(page) == everyone
+
+    page.click("th[data-sort-key='name'] button")
+    names = page.eval_on_selector_all("#grid-body tr td[data-field='name']", "tds => tds.map(t => t.textContent)")
+    assert names == sorted(names, key=str.lower)
+    assert page.get_attribute("th[data-sort-key='name']", "aria-sort") == "ascending"
+    page.click("th[data-sort-key='name'] button")
+    names = page.eval_on_selector_all("#grid-body tr td[data-field='name']", "tds => tds.map(t => t.textContent)")
+    assert names == sorted(names, key=str.lower, reverse=True)
+    page.click("th[data-sort-key='cause:snat-port-exhaustion'] button")
+    first = page.get_attribute("#grid-body tr:first-child td[data-cause='snat-port-exhaustion']", "data-status")
+    assert first == "detected", "sorting by a cause puts its detected clusters first"
+
+
+def open_detail_by_click(page: Any, name: str) -> None:
+    row = page.locator("#grid-body tr").filter(has=page.locator("td[data-field='name']", has_text=name))
+    row.first.locator("td[data-field='verdict']").click()
+    page.wait_for_selector("#detail:not([hidden])")
+    page.wait_for_function("Number(document.documentElement.dataset.detailLoads || 0) >= 1")
+
+
+def test_detail_shows_remediation_evidence_and_timeline(world: dict[str, Any], page: Any) -> None:
+    reports = api_clusters(world)
+    report = next(r for r in reports.values() if r["cluster"]["name"] == "aks-nsg-deny")
+    # deep link with the ARM id as the API spells it (mixed case)
+    open_page(page, world, "#cluster=" + report["cluster"]["id"])
+    page.wait_for_function("Number(document.documentElement.dataset.detailLoads || 0) >= 1")
+    assert page.get_attribute("#detail", "data-cluster-id") == report["cluster"]["id"].lower()
+    codes = page.eval_on_selector_all("#detail code", "cs => cs.map(c => c.textContent)")
+    expected = [cmd for c in report["causes"] for cmd in c.get("remediation") or []]
+    assert expected, "the NSG finding carries remediation"
+    assert codes == expected, "every remediation command, each in its own <code>"
+    nsg = report_cause(report, "nsg-blocks-10250")
+    card = "#detail details[data-cause='nsg-blocks-10250']"
+    assert page.get_attribute(card, "data-status") == "detected"
+    assert page.get_attribute(card, "open") is not None
+    evidence = page.eval_on_selector_all(f"{card} [data-list='evidence'] li[data-resource]",
+                                         "ls => ls.map(l => l.textContent)")
+    assert len(evidence) == len(nsg["evidence"])
+    for item, line in zip(nsg["evidence"], evidence, strict=True):
+        assert item["detail"] in line
+    timeline = page.eval_on_selector_all("#detail-timeline li", "ls => ls.map(l => [l.dataset.event, l.dataset.cause])")
+    assert ["opened", "nsg-blocks-10250"] in timeline
+
+    # an unknown cause's reason is in the detail (another cluster, through a hash change)
+    vague = next(r for r in reports.values() if any(c["status"] == "unknown" for c in r["causes"]))
+    unknown = next(c for c in vague["causes"] if c["status"] == "unknown")
+    page.evaluate("id => { location.hash = 'cluster=' + id; }", vague["cluster"]["id"])
+    page.wait_for_function("id => document.getElementById('detail').dataset.clusterId === id",
+                           arg=vague["cluster"]["id"].lower())
+    assert unknown["reason"] in page.text_content(f"#detail details[data-cause='{unknown['id']}'] .reason")
+
+    # the SNAT cluster's timeline: opened, resolved, opened again (from /api/findings + history)
+    close = page.locator("#detail-close")
+    close.click()
+    assert page.is_hidden("#detail")
+    open_detail_by_click(page, "aks-snat")
+    page.wait_for_function("document.querySelectorAll('#detail-timeline li').length >= 3")
+    events = page.eval_on_selector_all("#detail-timeline li[data-cause='snat-port-exhaustion']",
+                                       "ls => ls.map(l => l.dataset.event)")
+    assert events == ["opened", "resolved", "opened"], "newest first"
+    findings = get_json(f"{world['base']}/api/findings?status=all&cluster={quote(world['snat_id'])}")["findings"]
+    history = [e for f in findings
+               for e in get_json(f"{world['base']}/api/findings/{f['findingId']}/history")["events"]]
+    assert len(history) == len(page.query_selector_all("#detail-timeline li"))
+
+
+def report_cause(report: dict[str, Any], cause_id: str) -> dict[str, Any]:
+    return next(c for c in report["causes"] if c["id"] == cause_id)
+
+
+def test_snat_chart_draws_the_stored_samples(world: dict[str, Any], page: Any) -> None:
+    open_page(page, world)
+    open_detail_by_click(page, "aks-snat")
+    page.wait_for_selector("#detail-snat svg[data-chart='snat']")
+    stored = get_json(f"{world['base']}/api/snat?cluster={quote(world['snat_id'])}")["samples"]
+    assert len(stored) >= SNAT_CYCLES
+    points = page.eval_on_selector_all(
+        "#detail-snat circle.pt-used",
+        "cs => cs.map(c => [c.dataset.at, Number(c.dataset.used), Number(c.dataset.allocated)])")
+    assert points == [[s["at"], s["usedPorts"], s["allocatedPorts"]] for s in stored]
+    assert [p[1] for p in points[:SNAT_CYCLES]] == USED
+    assert {p[2] for p in points} == {ALLOCATED}
+    bars = page.eval_on_selector_all("#detail-snat rect.bar-failed", "rs => rs.map(r => Number(r.dataset.failed))")
+    assert bars == [s["failedConnections"] for s in stored]
+    assert bars[0] == 0
+    assert bars[SNAT_CYCLES - 1] > 0
+    for series in ("used", "allocated", "threshold"):
+        assert page.query_selector(f"#detail-snat path[data-series='{series}']") is not None
+    # the threshold line sits at 75% of the allocated ports: its y equals a used point's y at 48 of 64 ports
+    label = page.get_attribute("#detail-snat svg", "aria-label")
+    assert "warning threshold 75%" in label
+    page.locator("#detail-snat").scroll_into_view_if_needed()
+    screenshot(page, "dashboard-detail-snat.png")
+    page.locator("#detail-body").evaluate("b => b.scrollTop = 0")
+    screenshot(page, "dashboard-detail.png")
+
+
+def test_copy_button_copies_the_command(world: dict[str, Any], page: Any) -> None:
+    open_page(page, world)
+    open_detail_by_click(page, "aks-nsg-deny")
+    first = page.locator("#detail li.cmd").first
+    command = first.locator("code").text_content()
+    first.locator("button.copy").click()
+    page.wait_for_function("document.querySelector('#detail li.cmd button.copy').textContent === 'Copied'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == command
+
+
+def test_stale_banner_when_the_newest_check_is_old(world: dict[str, Any], page: Any) -> None:
+    open_page(page, world)
+    assert page.is_hidden("#banner"), "fresh data: no banner"
+    fresh_families = page.eval_on_selector_all("#families li[data-family] .v.bad", "vs => vs.length")
+    assert fresh_families == 0
+    later = world["clock"].now + timedelta(hours=2)
+    page.clock.set_fixed_time(later)
+    page.reload()
+    wait_rendered(page)
+    assert page.is_visible("#banner")
+    assert page.get_attribute("#banner", "data-kind") == "stale"
+    assert "stale" in page.text_content("#banner").lower()
+    assert page.get_attribute("html", "data-stale") == "true"
+    assert page.eval_on_selector_all("#families li[data-family] .v.bad", "vs => vs.length") == 3
+    screenshot(page, "dashboard-stale.png")
+
+
+def test_page_only_reads_and_passes_the_function_key_on(world: dict[str, Any], page: Any) -> None:
+    requests: list[tuple[str, str]] = []
+    page.on("request", lambda r: requests.append((r.method, r.url)))
+    open_page(page, world, "?code=k3y-Value_1&refresh=2")
+    open_detail_by_click(page, "aks-snat")
+    page.locator("#detail li.cmd button.copy").first.click()
+    page.select_option("#f-status", "detected")
+    page.wait_for_function("Number(document.documentElement.dataset.renders) >= 2", timeout=20_000)
+    assert requests
+    allowed = re.compile(
+        r"^/api/(dashboard(/[a-z.]+)?|clusters|findings|findings/[0-9a-f]+/history|health|outbox|snat)$")
+    for method, url in requests:
+        parts = urlsplit(url)
+        if parts.scheme == "data":
+            continue
+        assert method == "GET", url
+        assert allowed.match(parts.path), url
+        assert parse_qs(parts.query).get("code") == ["k3y-Value_1"], url
+
+
+def test_accessibility_no_serious_violations(world: dict[str, Any], page: Any) -> None:
+    if not AXE.is_file():
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"axe-core is missing at {AXE}: run npm ci")
+        pytest.skip(f"axe-core is missing at {AXE}: run npm ci")
+    open_page(page, world)
+    page.add_script_tag(path=str(AXE))
+    serious = axe_serious(page)
+    assert not serious, json.dumps(serious, indent=1)[:4000]
+    open_detail_by_click(page, "aks-snat")
+    page.wait_for_selector("#detail-snat svg[data-chart='snat']")
+    serious = axe_serious(page)
+    assert not serious, json.dumps(serious, indent=1)[:4000]
+
+
+def axe_serious(page: Any) -> list[dict[str, Any]]:
+    result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                           ".map(v => ({id: v.id, impact: v.impact, help: v.help,"
+                           " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))")
+    return [v for v in result if v["impact"] in ("serious", "critical")]
+
+
+def test_live_refresh_keeps_filters_and_scroll(world: dict[str, Any], page: Any) -> None:
+    page.set_viewport_size({"width": 900, "height": 520})
+    open_page(page, world, "?refresh=2")
+    page.fill("#f-text", "aks")
+    page.select_option("#f-status", "attention")
+    shown = visible_ids(page)
+    page.evaluate("() => { window.scrollTo(0, 10000); document.getElementById('table-wrap').scrollLeft = 400; }")
+    before = page.evaluate("() => [window.scrollY, document.getElementById('table-wrap').scrollLeft]")
+    assert before[0] > 0
+    assert before[1] > 0
+    checked_before = page.get_attribute("#grid-body tr td[data-cause='snat-port-exhaustion']", "title")
+    # a new SNAT cycle lands while the page is open
+    world["clock"].now += timedelta(minutes=5)
+    assert not world["monitor"].run_cycle(("snat",)).errors
+    renders = int(page.get_attribute("html", "data-renders"))
+    page.wait_for_function(f"Number(document.documentElement.dataset.renders) >= {renders + 2}", timeout=30_000)
+    assert page.input_value("#f-text") == "aks"
+    assert page.input_value("#f-status") == "attention"
+    assert visible_ids(page) == shown
+    after = page.evaluate("() => [window.scrollY, document.getElementById('table-wrap').scrollLeft]")
+    assert after == before
+    reports = api_clusters(world)
+    assert max(r["checkedAt"] for r in reports.values()) > min(r["checkedAt"] for r in reports.values()) or \
+        checked_before is not None
+    grid = grid_cells(page)
+    for cid, report in reports.items():
+        assert {k: v["status"] for k, v in grid[cid]["causes"].items()} == {
+            c["id"]: c["status"] for c in report["causes"]}

@@ -91,6 +91,10 @@
   }
   function duration(iso, now = Date.now()) { return ago(iso, now).replace(/ ago$/, ""); }
   function fmt(n) { return n === null || n === undefined ? "—" : Number(n).toLocaleString("en-US", { maximumFractionDigits: 1 }); }
+  function subjectName(id) {
+    const parts = String(id || "").replace(/\/+$/, "").split("/");
+    return parts.length > 2 && parts[0] === "" ? parts.slice(-2).join("/") : parts[parts.length - 1];
+  }
   function lastSegment(id) { return String(id || "").replace(/\/+$/, "").split("/").pop(); }
 
   function apiUrl(path, query) {
@@ -423,6 +427,7 @@
   function reasonCategory(reason) {
     const r = String(reason || "").toLowerCase();
     if (r.includes(NOT_CHECKED)) return "not checked by this family yet";
+    if (/no monitoring check family|run diagnose for it/.test(r)) return "not monitored (diagnose only)";
     if (/forbidden|\b403\b|authoriz|permission|access denied|not allowed/.test(r)) return "forbidden";
     if (/throttl|\b429\b|too many requests|rate limit/.test(r)) return "throttled";
     if (/probes? (are |were )?(off|disabled)|node_probes|not probed|no probe|without probes|probing is off/.test(r)) return "probes off / not probed";
@@ -487,8 +492,8 @@
       ob.append(el("li", { "data-outbox": "pending" }, el("span", { class: "k", text: "pending" }), el("span", { class: o.pending ? "v warn" : "v", text: String(o.pending) })));
       ob.append(el("li", { "data-outbox": "dead" }, el("span", { class: "k", text: "dead (gave up)" }), el("span", { class: o.dead ? "v bad" : "v", text: String(o.dead) })));
       for (const ch of o.channels || []) {
-        ob.append(el("li", null, el("span", { class: "k muted", text: `· ${ch.channel}` }),
-          el("span", { class: "v", text: `${ch.pending} pending, ${ch.dead} dead${ch.oldestPending ? ", oldest " + ago(ch.oldestPending) : ""}` })));
+        ob.append(el("li", { class: "sub-item", "data-channel": ch.channel }, el("span", { class: "k muted", text: ch.channel }),
+          el("span", { class: "v", text: `${ch.pending} pending · ${ch.dead} dead${ch.oldestPending ? " · oldest " + duration(ch.oldestPending) : ""}` })));
       }
       if (o.configuredChannels && !o.configuredChannels.length) ob.append(el("li", null, el("span", { class: "k muted", text: "no channel configured" })));
     } else {
@@ -654,9 +659,17 @@
       b.append(el("ul", { class: "evidence" }, ...cause.unchecked.map((u) => el("li", { text: typeof u === "string" ? u : `${u.piece || u.node || u.subject || ""}: ${u.reason || JSON.stringify(u)}` }))));
     }
     if ((cause.evidence || []).length) {
-      b.append(el("h4", { class: "sr-only", text: "Evidence" }));
-      b.append(el("ul", { class: "evidence", "data-list": "evidence" }, ...cause.evidence.map((e) => el("li", null,
-        el("span", { text: e.detail || "" }), el("br"), el("span", { class: "res mono", text: e.resource || "" })))));
+      // Consecutive items about the same resource show its id once, above them.
+      const list = el("ul", { class: "evidence", "data-list": "evidence" });
+      let last = null;
+      for (const e of cause.evidence) {
+        if ((e.resource || "") !== last) {
+          last = e.resource || "";
+          if (last) list.append(el("li", { class: "group res mono", text: last }));
+        }
+        list.append(el("li", { "data-resource": e.resource || "", text: e.detail || "" }));
+      }
+      b.append(el("h4", { class: "sr-only", text: "Evidence" }), list);
     }
     if ((cause.remediation || []).length) {
       b.append(el("p", null, el("strong", { text: "Fix:" })));
@@ -707,7 +720,7 @@
       ul.append(el("li", { class: "ev-" + word, "data-event": word, "data-cause": ev.cause, "data-finding": ev.findingId },
         el("span", { class: "when", text: `${utc(ev.at)} · ${ago(ev.at)}` }), el("br"),
         el("span", { class: "what", text: `${word} ` }),
-        el("span", { text: `${causeLabel(ev.cause)} on ${lastSegment(ev.subject)}` }),
+        el("span", { text: `${causeLabel(ev.cause)} on ${subjectName(ev.subject)}`, title: ev.subject || "" }),
         ev.summary ? el("div", { class: "muted", text: ev.summary }) : null));
     }
     section.append(ul);
@@ -738,7 +751,7 @@
     section.append(el("h3", { text: `SNAT ports (${data ? data.retentionDays : "?"}-day window)` }));
     if (errorText) { section.append(el("p", { class: "reason", text: `Could not read the SNAT samples: ${errorText}` })); return; }
     if (!samples.length) { section.append(el("p", { class: "muted", text: "No SNAT sample stored yet for this cluster (one is kept per SNAT cycle)." })); return; }
-    const W = 760, H = 270, L = 62, R = 14, T = 12, PH = 150, GAP = 30, FH = 52;
+    const W = 760, H = 284, L = 62, R = 14, T = 22, PH = 150, GAP = 36, FH = 52;
     const times = samples.map((s) => parseTime(s.at));
     let t0 = Math.min(...times), t1 = Math.max(...times);
     if (t1 - t0 < 10 * 60e3) { t0 -= 5 * 60e3; t1 += 5 * 60e3; }
@@ -762,12 +775,12 @@
       t.textContent = fmt(Math.round(v));
       chart.append(t);
     }
-    const axisLabel = svg("text", { x: 4, y: T + 10, fill: "#9da7b3", "font-size": 11 });
-    axisLabel.textContent = "ports";
+    const axisLabel = svg("text", { x: L, y: T - 10, fill: "#9da7b3", "font-size": 11 });
+    axisLabel.textContent = "SNAT ports: used on the busiest node, allocated, warning threshold";
     chart.append(axisLabel);
     chart.append(svg("line", { x1: L, x2: W - R, y1: fTop + FH, y2: fTop + FH, stroke: "#30363d" }));
-    const fl = svg("text", { x: 4, y: fTop + 10, fill: "#9da7b3", "font-size": 11 });
-    fl.textContent = "failed";
+    const fl = svg("text", { x: L, y: fTop - 6, fill: "#9da7b3", "font-size": 11 });
+    fl.textContent = "failed SNAT connections per check window";
     chart.append(fl);
     const fm = svg("text", { x: L - 6, y: fTop + 8, "text-anchor": "end", fill: "#9da7b3", "font-size": 11 });
     fm.textContent = fmt(failMax);
