@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.deps-installed
 NODE_STAMP := node_modules/.deps-installed
-SYSTEM_TOOLS := iptables ufw nc ip
+SYSTEM_TOOLS := iptables ufw nc ip chromium
 PYTEST_ARGS ?=
 
 .PHONY: deps system-deps checkov lint typecheck test demo bench serve clean
@@ -33,13 +33,15 @@ checkov: $(CHECKOV_VENV)/bin/checkov
 
 deps: $(DEPS_STAMP) $(NODE_STAMP)
 
-# The real-kernel tests need these; as root we install them, otherwise those tests skip and say why.
+# The real-kernel tests need these, and the fleet page's browser tests need Debian's chromium (Playwright drives
+# it through executable_path; nothing is downloaded at run time). As root we install them, otherwise those
+# tests skip and say why (under CI, REQUIRE_KERNEL/REQUIRE_BROWSER turn such skips into failures).
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian packages for:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables ufw netcat-openbsd iproute2 >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables ufw netcat-openbsd iproute2 chromium >/dev/null; \
 	  else echo "note: missing$$missing; kernel tests will skip (run make test as root to install them)"; fi; \
 	fi
 
