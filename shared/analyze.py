@@ -10,7 +10,7 @@ from shared.causes.iptables_blocks_10250 import iptables_outcome
 from shared.causes.ufw_blocks_10250 import ufw_outcome
 from shared.model import ExitCode, Status
 from shared.netrules import iptables, ufw
-from shared.netrules.netcat import parse_netcat_all
+from shared.netrules.netcat import UDP_SUCCESS_NOTE, parse_netcat_all
 
 DEFAULT_SOURCE = "10.224.0.4"  # an address in AKS's default node subnet (10.224.0.0/16)
 DEFAULT_DEST = "10.224.0.5"
@@ -98,4 +98,15 @@ def _netcat(text: str, origin: str, dest: str | None, port: int) -> Analysis:
     if unknown:
         return Analysis(Status.UNKNOWN, f"netcat could not test {len(unknown)} target(s): "
                         + ", ".join(sorted({r.outcome for r in unknown})), evidence, ())
+    silent = [r for r in results if not r.conclusive]
+    if silent:
+        # UDP has no handshake: a dropped datagram and one a server ignored both read "succeeded".
+        return Analysis(
+            Status.UNKNOWN,
+            f"UDP {port}: nc reported 'succeeded' on {len(silent)} target(s), which proves nothing: "
+            f"{UDP_SUCCESS_NOTE}. A silent drop looks the same.",
+            evidence,
+            ("Test with a real answer instead: the monitor's node probe sends an OpenVPN client hard reset to UDP "
+             "1194 and only counts a server hard reset as reachable.",),
+        )
     return Analysis(Status.CLEAR, f"TCP {port} reachable on all {len(results)} target(s).", evidence, ())

@@ -14,7 +14,7 @@ from shared.causes.base import Cause
 from shared.model import CAUSE_ORDER, CauseId, Status
 from shared.report import build_report
 from shared.snapshot import Firewall, FirewallRule, SnatMetrics, Unavailable
-from tests.builders import probe, snapshot
+from tests.builders import probe, routed_snapshot, snapshot
 
 UFW_DENY = """Status: active
 Logging: on (low)
@@ -107,7 +107,8 @@ def test_ufw_deny_detected_on_the_probed_nodes() -> None:
     snap = replace(snap, probes=probes_for(snap, ufw_status=UFW_DENY))
     result = run_cause(ufw_cause.CAUSE, snap)
     assert result.status is Status.DETECTED
-    assert len(result.subjects) == 3
+    assert result.subjects == ("ufw: DENY IN 10250/tcp from Anywhere",)  # one rule to fix, on 3 nodes
+    assert len(result.affected["ufw: DENY IN 10250/tcp from Anywhere"]) == 3
     assert any("ufw delete 2" in r for r in result.remediation)
     assert any("ufw disable" in r for r in result.remediation)
 
@@ -162,12 +163,16 @@ def test_egress_through_a_firewall_without_an_allow_is_detected() -> None:
         FirewallRule("web", 200, "Allow", "allow-web", "application", ("Https:443",),
                      destination_fqdns=("*.microsoft.com",)),
     ))
-    result = run_cause(egress.CAUSE, snapshot(firewall=fw))
+    routed = routed_snapshot(fw)
+    result = run_cause(egress.CAUSE, routed)
     assert result.status is Status.DETECTED
     assert any("AzureKubernetesService" in r for r in result.remediation)
     allowing = replace(fw, rules=(FirewallRule("aks", 100, "Allow", "aks", "application", ("Https:443",),
                                                fqdn_tags=("AzureKubernetesService",)),))
-    assert run_cause(egress.CAUSE, snapshot(firewall=allowing)).status is Status.CLEAR
+    # Rules that allow it do not prove the path open: only a node's own connection does (issue 8).
+    unconfirmed = run_cause(egress.CAUSE, routed_snapshot(allowing))
+    assert unconfirmed.status is Status.UNKNOWN
+    assert "not confirmed from a node" in (unconfirmed.reason or "")
 
 
 def test_egress_without_probes_or_control_plane_evidence_is_unknown() -> None:

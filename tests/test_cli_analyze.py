@@ -91,3 +91,30 @@ def test_netcat_only_considers_the_requested_port_and_dest() -> None:
     assert run_cli("analyze", "nc", "-", "--dest", "10.224.0.5", stdin=output).returncode == 0
     assert run_cli("analyze", "nc", "-", "--dest", "10.224.0.6", stdin=output).returncode == 1
     assert run_cli("analyze", "nc", "-", stdin=output).returncode == 1
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("fixture", ["succeeded__udp_dropped.txt", "succeeded__udp_listener.txt"])
+def test_udp_succeeded_is_unknown_never_clear(fixture: str) -> None:
+    """Issue 8 item 1: nc's UDP 'succeeded' is the same for a silent drop and a listener (both recorded from
+    the real kernel in tests/test_netcat.py), so it must not read as reachable."""
+    done = run_cli("analyze", "nc", str(FIXTURES / "nc" / fixture), "--port", "1194", "--json")
+    assert done.returncode == 3, done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"] == "unknown"
+    assert "proves nothing" in out["summary"]
+    assert "ICMP" in out["summary"]
+
+
+def test_iptables_drop_in_a_ufw_chain_is_detected_by_analyze_with_its_file() -> None:
+    """Without a `ufw status` next to it, a drop in ufw-before-input cannot be left to the UFW cause."""
+    dump = ("*filter\n:INPUT DROP [0:0]\n:ufw-before-input - [0:0]\n-A INPUT -j ufw-before-input\n"
+            "-A ufw-before-input -p tcp -m tcp --dport 10250 -j DROP\nCOMMIT\n")
+    done = run_cli("analyze", "iptables", "-", "--json", stdin=dump)
+    assert done.returncode == 1, done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"] == "detected"
+    assert "/etc/ufw/before.rules" in out["summary"]
+    assert any("ufw reload" in step for step in out["remediation"])

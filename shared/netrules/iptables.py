@@ -14,6 +14,7 @@ from shared.netrules.iptables_eval import (
     VerdictKind,
     evaluate,
     removal_command,
+    rule_subject,
 )
 from shared.netrules.iptables_parse import Rule, Ruleset, detect_format, parse_iptables
 
@@ -29,4 +30,5 @@ __all__ = [
     "evaluate",
     "parse_iptables",
     "removal_command",
+    "rule_subject",
 ]

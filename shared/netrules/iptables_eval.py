@@ -83,6 +83,16 @@ def removal_command(verdict: IptablesVerdict) -> str | None:
     return f"iptables -D {shlex.quote(rule.chain)} {rule.index}"
 
 
+def rule_subject(verdict: IptablesVerdict) -> str | None:
+    """What to fix, identical on every node that carries the same rule: the deciding rule in `-A CHAIN ...`
+    form (no line number, no counters) or the INPUT policy. None when nothing refuses the connection."""
+    if verdict.verdict not in ("drop", "reject"):
+        return None
+    if verdict.rule is None:
+        return f"iptables: INPUT policy {verdict.verdict.upper()}"
+    return f"iptables: {' '.join(verdict.rule.text.split())}"
+
+
 def _addr_type(ip: str, value: int, local: frozenset[str] | None, assume_local: bool) -> str:
     if (value >> 24) == 127 or (local is not None and ip in local) or (local is None and assume_local):
         return "LOCAL"

@@ -574,6 +574,32 @@ def _interface_match(rule_iface: str | None, interface: str | None) -> tuple[Mat
 
 
 # ---------------------------------------------------------------------------------------------------
+# Subjects
+
+
+def subject(verdict: UfwVerdict) -> str | None:
+    """What to fix, the same on every node that carries it: the deciding rule as ufw shows it (no number,
+    no padding, no comment), or the default incoming policy. None when ufw does not refuse the flow."""
+    if verdict.blocked is not True:
+        return None
+    if verdict.rule is None:
+        return f"ufw: default incoming {verdict.default_policy or verdict.decision}"
+    return rule_subject(verdict.rule)
+
+
+def rule_subject(rule: UfwRule) -> str:
+    """`ufw: DENY IN 10250/tcp from Anywhere` for the row `10250/tcp   DENY IN   Anywhere`."""
+    body = _NUMBER_PREFIX.sub("", rule.raw.strip())
+    found = _find_action(body)
+    if found is None:  # pragma: no cover - a parsed rule always has its action
+        return f"ufw: {' '.join(body.split())}"
+    to_text = " ".join(body[: found.start()].split())
+    rest = body[found.end():].split("#", 1)[0]
+    action = f"{found.group(1)} {found.group(2) or 'IN'}"
+    return f"ufw: {action} {to_text} from {' '.join(rest.split())}"
+
+
+# ---------------------------------------------------------------------------------------------------
 # Remediation
 
 
