@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from shared.kube.types import KubeView, NodeSymptom
+from shared.netrules.firewall_types import Firewall, FirewallRule
 from shared.netrules.nsg_types import AddressContext, AdminRule, NetworkSecurityGroup
+
+# Firewall types live with their evaluator (shared.netrules); re-exported for the snapshot's users.
+__all__ = ["Firewall", "FirewallRule"]
 
 T = TypeVar("T")
 
@@ -69,32 +73,6 @@ class Route:
 class RouteTable:
     id: str
     routes: tuple[Route, ...] = ()
-
-
-@dataclass(frozen=True)
-class FirewallRule:
-    """An Azure Firewall network or application rule, flattened with its collection's priority/action."""
-
-    collection: str
-    collection_priority: int
-    action: str  # Allow | Deny
-    name: str
-    kind: str  # "network" | "application"
-    protocols: tuple[str, ...]  # network: TCP/UDP/ICMP/Any; application: "Https:443", "Http:80"
-    source_addresses: tuple[str, ...] = ("*",)
-    destination_addresses: tuple[str, ...] = ()
-    destination_fqdns: tuple[str, ...] = ()  # network rule FQDNs or application rule target FQDNs
-    destination_ports: tuple[str, ...] = ()
-    fqdn_tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Firewall:
-    id: str
-    private_ip: str
-    rules: tuple[FirewallRule, ...] = ()
-    # Public IP resources of its IP configurations: the cluster's egress IPs under userDefinedRouting.
-    public_ip_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -248,7 +226,12 @@ class ClusterSnapshot:
     nsg_errors: Mapping[str, str] = field(default_factory=dict)
     admin_rules: tuple[AdminRule, ...] | Unavailable = ()
     route_tables: Mapping[str, RouteTable] = field(default_factory=dict)
-    firewall: Firewall | Unavailable | None = None
+    firewall: Firewall | Unavailable | None = None  # on the first node subnet's default route (legacy view)
+    # Every virtual-appliance next hop on the node subnets' routes, by next-hop IP: the Azure Firewall that
+    # owns it (with its policy read), or why it cannot be judged (an NVA, a firewall that could not be read).
+    appliances: Mapping[str, Firewall | Unavailable] = field(default_factory=dict)
+    # Route tables on node subnets that could not be read, by id (lower case) -> why.
+    unreadable_route_tables: Mapping[str, str] = field(default_factory=dict)
     snat: SnatMetrics | Unavailable | None = None
     nsg_changes: tuple[ActivityEvent, ...] | Unavailable = ()
     probes: Mapping[str, NodeProbe | Unavailable] = field(default_factory=dict)

@@ -59,3 +59,19 @@ def probe(node: str, **fields: Any) -> NodeProbe:
     }
     defaults.update(fields)
     return NodeProbe(node=node, **defaults)
+
+
+RT_ID = f"/subscriptions/{SUB}/resourceGroups/{NRG}/providers/Microsoft.Network/routeTables/rt-aks"
+
+
+def routed_snapshot(firewall: Any, *, next_hop: str = "10.0.1.4", **overrides: Any) -> ClusterSnapshot:
+    """A snapshot whose node subnet sends 0.0.0.0/0 to a virtual appliance (`firewall`: the Firewall or
+    Unavailable behind it, keyed by the next hop), as a userDefinedRouting cluster does."""
+    from shared.snapshot import Route, RouteTable
+
+    base = snapshot(**overrides)
+    subnet = replace(base.subnets[SUBNET.lower()], route_table_id=RT_ID)
+    table = RouteTable(RT_ID, (Route("default-via-fw", "0.0.0.0/0", "VirtualAppliance", next_hop),))
+    return replace(base, outbound_type="userDefinedRouting", subnets={SUBNET.lower(): subnet},
+                   route_tables={RT_ID.lower(): table}, appliances={next_hop: firewall},
+                   firewall=firewall)

@@ -220,7 +220,8 @@ class KubeApiService:
                + "&".join(f"{k}={query[k]}" for k in ("limitBytes", "tailLines") if k in query))
         outcome, how = self.dial(cluster, target, now)
         headers = {"X-Emulator-Dial": how}
-        if outcome == "ok" and target.name in cluster.kube.get("plainHttpNodes", ()):
+        plain = cluster.kube.get("plainHttpNodes", ())  # node names, or indexes in the cluster's node order
+        if outcome == "ok" and (target.name in plain or cluster.nodes.index(target) in plain):
             return _status(500, "InternalError", f'Get "{url}": http: server gave HTTP response to HTTPS client',
                            headers)
         if outcome == "ok":

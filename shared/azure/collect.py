@@ -14,16 +14,14 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from shared.azure import rest
+from shared.azure import egress_ips, egress_path, rest
 from shared.azure.clients import ArmClients, to_rest
 from shared.azure.ids import ClusterRef, last_name, norm, segment
 from shared.netrules.nsg_types import AddressContext, AdminRule, NetworkSecurityGroup
 from shared.snapshot import (
     ActivityEvent,
     ClusterSnapshot,
-    Firewall,
     Node,
-    RouteTable,
     SnatMetrics,
     Subnet,
     Unavailable,
@@ -31,6 +29,15 @@ from shared.snapshot import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# What a snapshot may collect, so each check family reads only what its causes look at (issue 9).
+NODES = "nodes"  # scale sets and their NICs: node names, IPs, NIC NSGs, ASG members
+NETWORK = "network"  # VNets, subnets and the NSGs on the node path
+ADMIN = "admin"  # AVNM effective security admin rules of the node VNets
+EGRESS = "egress"  # route tables of the node subnets and the Azure Firewall on the default route
+SNAT = "snat"  # SNAT metrics of the outbound load balancer / NAT gateway
+ACTIVITY = "activity"  # NSG writes and deletes from the Activity Log
+ALL_PARTS: frozenset[str] = frozenset({NODES, NETWORK, ADMIN, EGRESS, SNAT, ACTIVITY})
 
 
 class CollectionError(Exception):
@@ -139,8 +146,12 @@ class Collector:
         *,
         with_instances: bool,
         activity: tuple[ActivityEvent, ...] | Unavailable | None = None,
+        parts: frozenset[str] = ALL_PARTS,
     ) -> ClusterSnapshot:
-        """Control-plane snapshot; probes are added afterwards by `probes.attach_probes`."""
+        """Control-plane snapshot of the `parts` asked for; probes are added afterwards by the Prober.
+
+        Pieces outside `parts` keep their empty defaults: evaluate only the causes whose inputs were asked for.
+        """
         facts = rest.cluster_facts(cluster)
         subscription = (segment(facts.id, "subscriptions") or "").lower()
         base = ClusterSnapshot(
@@ -151,18 +162,25 @@ class Collector:
             load_balancer_profile=facts.load_balancer_profile, pools=facts.pools,
             unsupported_reason=facts.unsupported_reason,
         )
+        base = egress_ips.with_access(base, facts)
         if facts.unsupported_reason:
             return base
+        if not with_instances and not parts & {NODES, NETWORK, ADMIN, EGRESS}:
+            return self._snat_only(base, facts, subscription) if SNAT in parts else base
         nodes_or_error = self._safe("the node pools' scale sets and NICs",
                                     lambda: self._nodes(subscription, facts.node_resource_group, with_instances))
         if isinstance(nodes_or_error, Unavailable):
             return _replace(base, nodes=nodes_or_error, nsgs=nodes_or_error)
         nodes, pools_by_name, nics = nodes_or_error
-        network = self._network(subscription, nodes, nics)
+        network = self._network(subscription, nodes, nics, parts)
         lb_ids = {pool_id.split("/backendAddressPools/")[0] for nic in nics for pool_id in nic.backend_pool_ids
                   if "/loadbalancers/" in pool_id.lower()}
-        snat = self._snat(subscription, facts, network["nat"], nodes, lb_ids)
-        changes = activity if activity is not None else self.activity_log(subscription)
+        snat = (self._snat(subscription, facts, network["nat"], {n.subnet_id for n in nodes},
+                           node_count=len(nodes), lb_ids=lb_ids)
+                if SNAT in parts else None)
+        changes: tuple[ActivityEvent, ...] | Unavailable = ()
+        if ACTIVITY in parts:
+            changes = activity if activity is not None else self.activity_log(subscription)
         if not isinstance(changes, Unavailable):
             path = {norm(i) for i in network["nsgs_ids"]}
             changes = tuple(e for e in changes if any(norm(e.resource_id).startswith(p) for p in path))
@@ -170,7 +188,7 @@ class Collector:
             _replace(p, vmss_id=pools_by_name.get(p.name, "")) if p.name in pools_by_name else p
             for p in facts.pools
         )
-        return _replace(
+        snapshot = _replace(
             base,
             pools=pools,
             nodes=nodes,
@@ -181,18 +199,47 @@ class Collector:
             admin_rules=network["admin"],
             route_tables=network["routes"],
             firewall=network["firewall"],
+            appliances=network["egress"].appliances,
+            unreadable_route_tables=network["egress"].unreadable_tables,
             snat=snat,
             nsg_changes=changes,
+        )
+        return egress_ips.add_access(self, snapshot, facts, network["nat"], parts)
+
+    def _snat_only(self, base: ClusterSnapshot, facts: rest.ClusterFacts, subscription: str) -> ClusterSnapshot:
+        """SNAT needs only the outbound resource: found from the scale set models, without reading NICs."""
+        if facts.private or facts.outbound_type.lower() in ("userdefinedrouting", "none"):
+            return base
+        scale_sets = self._safe("the node pools' scale sets",
+                                lambda: self._scale_sets(subscription, facts.node_resource_group))
+        if isinstance(scale_sets, Unavailable):
+            return _replace(base, snat=scale_sets)
+        subnet_ids = {i for vmss in scale_sets for i in vmss.subnet_ids}
+        lb_ids = {i.split("/backendAddressPools/")[0] for vmss in scale_sets for i in vmss.backend_pool_ids
+                  if "/loadbalancers/" in i.lower()}
+        nat: dict[str, str] = {}
+        if facts.outbound_type in ("managedNATGateway", "userAssignedNATGateway"):
+            for vnet_id in sorted({i.split("/subnets/")[0] for i in subnet_ids if "/subnets/" in i}, key=str.lower):
+                got = self._safe(f"virtual network {last_name(vnet_id)}",
+                                 partial(self._get, subscription, vnet_id, "virtual_networks", rest.vnet_facts))
+                if isinstance(got, Unavailable):
+                    return _replace(base, snat=got)
+                nat.update(got.nat_gateways)
+        node_count = sum(p.count for p in facts.pools)
+        return _replace(base, snat=self._snat(subscription, facts, nat, subnet_ids,
+                                                    node_count=node_count, lb_ids=lb_ids))
+
+    def _scale_sets(self, subscription: str, node_rg: str) -> list[rest.ScaleSet]:
+        compute = self.clients.compute(subscription)
+        return self._once(
+            f"/subscriptions/{subscription}/resourceGroups/{node_rg}#vmss",
+            lambda: [rest.scale_set(to_rest(v)) for v in compute.virtual_machine_scale_sets.list(node_rg)],
         )
 
     def _nodes(
         self, subscription: str, node_rg: str, with_instances: bool
     ) -> tuple[tuple[Node, ...], dict[str, str], list[rest.NicFacts]]:
-        compute = self.clients.compute(subscription)
-        scale_sets = self._once(
-            f"/subscriptions/{subscription}/resourceGroups/{node_rg}#vmss",
-            lambda: [rest.scale_set(to_rest(v)) for v in compute.virtual_machine_scale_sets.list(node_rg)],
-        )
+        scale_sets = self._scale_sets(subscription, node_rg)
         nodes: list[Node] = []
         all_nics: list[rest.NicFacts] = []
         pools: dict[str, str] = {}
@@ -245,7 +292,8 @@ class Collector:
         group, name = segment(resource_id, "resourceGroups"), last_name(resource_id)
         return self._once(resource_id, lambda: convert(to_rest(client.get(group, name))))
 
-    def _network(self, subscription: str, nodes: tuple[Node, ...], nics: list[rest.NicFacts]) -> dict[str, Any]:
+    def _network(self, subscription: str, nodes: tuple[Node, ...], nics: list[rest.NicFacts],
+                 parts: frozenset[str] = ALL_PARTS) -> dict[str, Any]:
         vnet_ids = sorted({n.subnet_id.split("/subnets/")[0] for n in nodes if "/subnets/" in n.subnet_id},
                           key=str.lower)
         subnets: dict[str, Subnet] = {}
@@ -265,7 +313,7 @@ class Collector:
         nsg_errors: dict[str, str] = {}
         if vnet_errors:
             nsgs = vnet_errors[0]
-        else:
+        elif NETWORK in parts:
             # One unreadable NSG leaves only the flows through it undecided (see ClusterSnapshot.nsg_errors).
             for nsg_id in nsg_ids:
                 got_nsg = self._safe(f"NSG {last_name(nsg_id)}", partial(
@@ -285,11 +333,17 @@ class Collector:
             vnet_prefixes=tuple(dict.fromkeys(p for v in vnets for p in (*v.address_space, *v.peered_prefixes))),
             asg_members={k: frozenset(v) for k, v in members.items()},
         )
-        admin = self._admin_rules(subscription, vnets) if not vnet_errors else vnet_errors[0]
-        routes, firewall = self._egress(subscription, nodes, subnets, vnets)
+        admin: tuple[AdminRule, ...] | Unavailable = ()
+        if vnet_errors:
+            admin = vnet_errors[0]
+        elif ADMIN in parts:
+            admin = self._admin_rules(subscription, vnets)
+        egress = self._egress(subscription, nodes, subnets, vnets) if EGRESS in parts else egress_path.EgressFacts()
+        routes, firewall = egress.tables, egress.firewall
         nat = {k: v for vnet in vnets for k, v in vnet.nat_gateways.items()}
         return {"subnets": subnets, "nat": nat, "nsgs": nsgs, "nsgs_ids": nsg_ids, "context": context, "admin": admin,
-                "routes": routes, "firewall": firewall, "nsg_errors": nsg_errors}
+                "routes": routes, "firewall": firewall, "nsg_errors": nsg_errors,
+                "egress": egress}
 
     def _admin_rules(self, subscription: str, vnets: list[rest.VnetFacts]) -> tuple[AdminRule, ...] | Unavailable:
         network = self.clients.network(subscription)
@@ -314,57 +368,21 @@ class Collector:
             collected.extend(got)
         return tuple(collected)
 
-    def _egress(
-        self, subscription: str, nodes: tuple[Node, ...], subnets: dict[str, Subnet], vnets: list[rest.VnetFacts]
-    ) -> tuple[dict[str, RouteTable], Firewall | Unavailable | None]:
-        tables: dict[str, RouteTable] = {}
-        firewall: Firewall | Unavailable | None = None
-        table_ids = sorted({s.route_table_id for n in nodes if (s := subnets.get(norm(n.subnet_id)))
-                            and s.route_table_id}, key=str.lower)
-        for table_id in table_ids:
-            got = self._safe(f"route table {last_name(table_id)}",
-                             partial(self._get, subscription, table_id, "route_tables", rest.route_table))
-            if isinstance(got, Unavailable):
-                return tables, got
-            tables[norm(table_id)] = got
-            default = next((r for r in got.routes if r.address_prefix == "0.0.0.0/0"), None)
-            if default is not None and default.next_hop_type.lower() == "virtualappliance":
-                firewall = self._firewall_at(subscription, default.next_hop_ip or "", vnets)
-        return tables, firewall
-
-    def _firewall_at(self, subscription: str, ip: str, vnets: list[rest.VnetFacts]) -> Firewall | Unavailable:
-        """The Azure Firewall owning next-hop `ip`: in the cluster VNet, else in a peered (hub) VNet."""
-        candidates = list(vnets)
-        for vnet in vnets:
-            for hub_id in vnet.peered_vnet_ids:
-                hub_sub = (segment(hub_id, "subscriptions") or subscription).lower()
-                hub = self._safe(f"peered virtual network {last_name(hub_id)}",
-                                 partial(self._get, hub_sub, hub_id, "virtual_networks", rest.vnet_facts))
-                if not isinstance(hub, Unavailable):
-                    candidates.append(hub)
-        for vnet in candidates:
-            for config_id in vnet.firewall_ip_configs:
-                fw_id = config_id.split("/azureFirewallIpConfigurations/")[0]
-                fw_sub = (segment(fw_id, "subscriptions") or subscription).lower()
-                got = self._safe(f"Azure Firewall {last_name(fw_id)}",
-                                 partial(self._get, fw_sub, fw_id, "azure_firewalls", rest.firewall))
-                if isinstance(got, Unavailable) or got.private_ip == ip:
-                    return got
-        return Unavailable(
-            f"the default route's next hop {ip} is a virtual appliance that is not an Azure Firewall in the "
-            "cluster VNet; check that it allows the tunnel port to the API server"
-        )
+    def _egress(self, subscription: str, nodes: tuple[Node, ...], subnets: dict[str, Subnet],
+                vnets: list[rest.VnetFacts]) -> egress_path.EgressFacts:
+        """Route tables of the node subnets and the Azure Firewall (with its policy) behind each next hop."""
+        return egress_path.read_egress(self, subscription, nodes, subnets, vnets)
 
     # ------------------------------------------------------------ evidence
 
     def _snat(self, subscription: str, facts: rest.ClusterFacts, nat_by_subnet: Mapping[str, str],
-              nodes: tuple[Node, ...], lb_ids: set[str]) -> SnatMetrics | Unavailable | None:
+              subnet_ids: set[str], *, node_count: int, lb_ids: set[str]) -> SnatMetrics | Unavailable | None:
         """The outbound load balancer's, or every node-subnet NAT gateway's, SNAT metrics (see snat_collect)."""
         from shared.azure.snat_collect import SnatQuery, collect_snat
 
-        query = SnatQuery(self.settings.snat_window_minutes, self._now(), len(nodes))
+        query = SnatQuery(self.settings.snat_window_minutes, self._now(), node_count)
         return collect_snat(_SnatReads(self, subscription), facts, query, nat_by_subnet=nat_by_subnet,
-                            subnet_ids={n.subnet_id for n in nodes}, lb_ids=lb_ids)
+                            subnet_ids=subnet_ids, lb_ids=lb_ids)
 
     def activity_log(self, subscription: str, since: datetime | None = None) -> tuple[ActivityEvent, ...] | Unavailable:
         end = self._now()

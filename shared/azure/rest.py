@@ -11,18 +11,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.azure import rest_firewall
 from shared.azure.ids import last_name, norm, segment
 from shared.netrules.nsg_types import AdminRule, NetworkSecurityGroup, SecurityRule
 from shared.snapshot import (
     ActivityEvent,
     AgentPool,
     Firewall,
-    FirewallRule,
     LoadBalancerProfile,
     Route,
     RouteTable,
     Subnet,
-    Unavailable,
 )
 
 JSON = Mapping[str, Any]
@@ -67,6 +66,7 @@ class ClusterFacts:
     load_balancer_profile: LoadBalancerProfile | None
     pools: tuple[AgentPool, ...]
     unsupported_reason: str | None
+    access: AccessFacts | None = None
 
 
 def cluster_facts(cluster: JSON) -> ClusterFacts:
@@ -107,7 +107,73 @@ def cluster_facts(cluster: JSON) -> ClusterFacts:
         load_balancer_profile=_lb_profile(lb) if isinstance(lb, Mapping) else None,
         pools=tuple(pools),
         unsupported_reason=unsupported,
+        access=access_facts(p),
     )
+
+
+@dataclass(frozen=True)
+class AccessFacts:
+    """API server access and egress configuration: what authorized ranges and VNet integration need."""
+
+    authorized_ip_ranges: tuple[str, ...] = ()
+    vnet_integration: bool = False
+    api_server_subnet_id: str | None = None
+    network_plugin: str = ""
+    network_plugin_mode: str = ""
+    # Outbound public IP / prefix resource ids AKS reports for the load balancer or managed NAT gateway.
+    lb_outbound_ip_ids: tuple[str, ...] = ()
+    lb_outbound_prefix_ids: tuple[str, ...] = ()
+    nat_outbound_ip_ids: tuple[str, ...] = ()
+
+
+def access_facts(p: JSON) -> AccessFacts:
+    """apiServerAccessProfile and the outbound IPs of networkProfile (load balancer / managed NAT gateway)."""
+    access = p.get("apiServerAccessProfile") or {}
+    network = p.get("networkProfile") or {}
+    lb = network.get("loadBalancerProfile") or {}
+    nat = network.get("natGatewayProfile") or {}
+    # effectiveOutboundIPs may name prefixes too (outboundIPPrefixes): sort every reference by its type.
+    outbound = (*_ids(lb.get("effectiveOutboundIPs")), *_ids((lb.get("outboundIPs") or {}).get("publicIPs")),
+                *_ids((lb.get("outboundIPPrefixes") or {}).get("publicIPPrefixes")))
+    return AccessFacts(
+        authorized_ip_ranges=tuple(str(r).strip() for r in _list(access.get("authorizedIPRanges")
+                                                                  or access.get("authorizedIpRanges"))
+                                   if str(r).strip()),
+        vnet_integration=bool(access.get("enableVnetIntegration")),
+        api_server_subnet_id=access.get("subnetId") or None,
+        network_plugin=str(network.get("networkPlugin") or ""),
+        network_plugin_mode=str(network.get("networkPluginMode") or ""),
+        lb_outbound_ip_ids=tuple(dict.fromkeys(i for i in outbound if not _is_prefix(i))),
+        lb_outbound_prefix_ids=tuple(dict.fromkeys(i for i in outbound if _is_prefix(i))),
+        nat_outbound_ip_ids=_ids(nat.get("effectiveOutboundIPs")),
+    )
+
+
+def _is_prefix(resource_id: str) -> bool:
+    return "/publicipprefixes/" in resource_id.lower()
+
+
+def public_ip_address(pip: JSON) -> str | None:
+    """The address of a public IP resource (None while Azure has not allocated one)."""
+    return props(pip).get("ipAddress") or None
+
+
+def public_ip_prefix(prefix: JSON) -> str | None:
+    """The CIDR of a public IP prefix resource (None while not allocated)."""
+    return props(prefix).get("ipPrefix") or None
+
+
+def nat_gateway_public_ips(nat: JSON) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(public IP ids, public IP prefix ids) of a NAT gateway; the ARM spelling is publicIpAddresses."""
+    p = props(nat)
+    return (_ids(p.get("publicIpAddresses") or p.get("publicIPAddresses")),
+            _ids(p.get("publicIpPrefixes") or p.get("publicIPPrefixes")))
+
+
+def firewall_public_ip_ids(fw: JSON) -> tuple[str, ...]:
+    """Public IPs of an Azure Firewall's IP configurations (its SNAT addresses; not the management IP)."""
+    return tuple(dict.fromkeys(pid for c in _list(props(fw).get("ipConfigurations"))
+                               if (pid := (props(c).get("publicIPAddress") or {}).get("id"))))
 
 
 def surge_nodes(max_surge: Any, node_count: int) -> int:
@@ -149,18 +215,6 @@ def _lb_profile(lb: JSON) -> LoadBalancerProfile:
 
 
 
-def public_ip_prefix(prefix: JSON) -> str | None:
-    """The CIDR of a public IP prefix resource (None while not allocated)."""
-    return props(prefix).get("ipPrefix") or None
-
-
-def nat_gateway_public_ips(nat: JSON) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(public IP ids, public IP prefix ids) of a NAT gateway; the ARM spelling is publicIpAddresses."""
-    p = props(nat)
-    return (_ids(p.get("publicIpAddresses") or p.get("publicIPAddresses")),
-            _ids(p.get("publicIpPrefixes") or p.get("publicIPPrefixes")))
-
-
 # ---------------------------------------------------------------- VMSS, instances, NICs
 
 
@@ -170,6 +224,10 @@ class ScaleSet:
     name: str
     pool: str
     computer_name_prefix: str
+    # From the scale set model's NIC configurations: enough for the SNAT family to find the outbound load
+    # balancer (backend pools) or NAT gateway (subnets) without reading every NIC.
+    backend_pool_ids: tuple[str, ...] = ()
+    subnet_ids: tuple[str, ...] = ()
 
 
 _AKS_VMSS = re.compile(r"^aks-(?P<pool>[a-z0-9]+)-\d+-vmss$", re.IGNORECASE)
@@ -180,8 +238,16 @@ def scale_set(vmss: JSON) -> ScaleSet:
     name = vmss.get("name") or last_name(vmss.get("id", ""))
     matched = _AKS_VMSS.match(name)
     pool = tags.get("aks-managed-poolName") or (matched.group("pool") if matched else name)
-    os_profile = (props(vmss).get("virtualMachineProfile") or {}).get("osProfile") or {}
-    return ScaleSet(vmss.get("id", ""), name, pool, os_profile.get("computerNamePrefix") or f"{name}")
+    model = props(vmss).get("virtualMachineProfile") or {}
+    os_profile = model.get("osProfile") or {}
+    ip_configs = [props(ip) for nic in _list((model.get("networkProfile") or {}).get("networkInterfaceConfigurations"))
+                  for ip in _list(props(nic).get("ipConfigurations"))]
+    return ScaleSet(
+        vmss.get("id", ""), name, pool, os_profile.get("computerNamePrefix") or f"{name}",
+        backend_pool_ids=tuple(dict.fromkeys(
+            i for ip in ip_configs for i in _ids(ip.get("loadBalancerBackendAddressPools")))),
+        subnet_ids=tuple(dict.fromkeys(s for ip in ip_configs if (s := (ip.get("subnet") or {}).get("id")))),
+    )
 
 
 def node_name(vmss: ScaleSet, instance_id: str) -> str:
@@ -336,41 +402,9 @@ def route_table(table: JSON) -> RouteTable:
     )
 
 
-def firewall(fw: JSON) -> Firewall | Unavailable:
-    p = props(fw)
-    if (p.get("firewallPolicy") or {}).get("id") and not (
-        p.get("networkRuleCollections") or p.get("applicationRuleCollections")
-    ):
-        return Unavailable(
-            f"Azure Firewall {fw.get('name', '')} uses Firewall Policy {last_name(p['firewallPolicy']['id'])}; "
-            "its rules are not read by this monitor"
-        )
-    ip = next((props(c).get("privateIPAddress") for c in _list(p.get("ipConfigurations"))), "") or ""
-    rules: list[FirewallRule] = []
-    for coll in _list(p.get("networkRuleCollections")):
-        cp = props(coll)
-        for r in _list(cp.get("rules")):
-            rules.append(FirewallRule(
-                collection=coll.get("name", ""), collection_priority=int(cp.get("priority") or 0),
-                action=(cp.get("action") or {}).get("type", "Deny"), name=r.get("name", ""), kind="network",
-                protocols=tuple(_list(r.get("protocols"))),
-                source_addresses=tuple(_list(r.get("sourceAddresses"))) or ("*",),
-                destination_addresses=tuple(_list(r.get("destinationAddresses"))),
-                destination_fqdns=tuple(_list(r.get("destinationFqdns"))),
-                destination_ports=tuple(_list(r.get("destinationPorts"))),
-            ))
-    for coll in _list(p.get("applicationRuleCollections")):
-        cp = props(coll)
-        for r in _list(cp.get("rules")):
-            rules.append(FirewallRule(
-                collection=coll.get("name", ""), collection_priority=int(cp.get("priority") or 0),
-                action=(cp.get("action") or {}).get("type", "Deny"), name=r.get("name", ""), kind="application",
-                protocols=tuple(f"{x.get('protocolType', '')}:{x.get('port', '')}" for x in _list(r.get("protocols"))),
-                source_addresses=tuple(_list(r.get("sourceAddresses"))) or ("*",),
-                destination_fqdns=tuple(_list(r.get("targetFqdns"))),
-                fqdn_tags=tuple(_list(r.get("fqdnTags"))),
-            ))
-    return Firewall(id=fw.get("id", ""), private_ip=ip, rules=tuple(rules))
+def firewall(fw: JSON) -> Firewall:
+    """Classic rules and the Firewall Policy reference (read separately): see shared.azure.rest_firewall."""
+    return rest_firewall.firewall(fw)
 
 
 def admin_rules(items: Iterable[JSON]) -> tuple[AdminRule, ...]:

@@ -1,25 +1,52 @@
 """egress-tunnel-port-blocked: the node cannot reach the API server on the tunnel's port.
 
-Konnectivity dials TCP 443 to `*.hcp.<region>.azmk8s.io`; the older tunnel-front dials TCP 9000 and aks-link
-UDP 1194. The probe's own connection attempt is the strongest evidence; the control plane (NSG outbound
-rules, a default route through Azure Firewall and its rules) explains where the block sits.
+Konnectivity dials TCP 443 to `*.hcp.<region>.azmk8s.io` (TLS with ALPN `konnectivity`, which TLS
+inspection or ALPN stripping breaks); the older tunnel-front dials TCP 9000 and aks-link UDP 1194.
+
+Evidence rules (issue 8):
+- The probe's own attempt from the node is the strongest evidence: a timeout/refusal is `detected`,
+  a connection (or, for UDP, an aks-link answer) is `clear`. UDP silence proves nothing: `unknown`.
+- The control plane (NSG outbound rules, the route, the Azure Firewall behind it, shared.causes.egress_hops)
+  may *detect* a block, and names the thing to fix, but never proves the path open: without a probe that
+  reached the API server the answer is `unknown` ("not confirmed from a node"). With such a probe, a hop
+  the monitor could not read is a note in the evidence.
+- With the tunnel component unknown every tunnel port is judged: a port failing while no other port
+  was reachable is `detected` (whichever component runs, its port failed); a port failing while another
+  was reachable is `unknown` (the tunnel may use the reachable one). Never `clear` on a failed port.
+- One finding per problem: the subject is the hop to fix (NSG rule, firewall rule collection group or
+  policy, route), or `<cluster id>/egress/<proto>-<port>` when only the probe saw it; nodes are `affected`.
 """
 
 from __future__ import annotations
 
-import fnmatch
+from dataclasses import dataclass, replace
 
 from shared.causes.base import Cause
-from shared.causes.common import NodeOutcome, always_applicable, fold_node_outcomes, probes_off_reason, running_nodes
+from shared.causes.common import NodeOutcome, fold_node_outcomes, probes_off_reason, running_nodes
+from shared.causes.egress_hops import EgressPath, HopVerdict, allow_advice, describe_firewall, tls_exclusion_advice
 from shared.model import CauseId, CauseResult, Status
-from shared.netrules.nsg import evaluate_path
-from shared.netrules.nsg_types import Flow
-from shared.snapshot import ClusterSnapshot, Firewall, Node, NodeProbe, Unavailable
+from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 from shared.tunnel import api_host, tunnel_ports
 
 __all__ = ["api_host", "tunnel_ports"]
 
 BLOCKED_OUTCOMES = {"timeout", "refused", "noroute"}
+SILENT_UDP = "UDP 1194: no answer and no ICMP error; silence proves nothing (a drop looks the same)"
+NOT_CONFIRMED = "not confirmed from a node"
+BAD_CONTAINER_STATES = {"exited", "restarting", "unknown", "created"}
+
+
+@dataclass(frozen=True)
+class PortVerdict:
+    status: Status  # DETECTED | CLEAR | UNKNOWN
+    detail: str
+    subject: str | None = None
+    remediation: tuple[str, ...] = ()
+
+
+def _not_applicable(snapshot: ClusterSnapshot) -> str | None:
+    why = snapshot.tunnel_not_used()
+    return f"no tunnel: {why}" if why else None
 
 
 def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
@@ -27,14 +54,19 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
     if isinstance(nodes, Unavailable):
         return CAUSE.unknown(nodes.reason)
     ports = tunnel_ports(snapshot)
-    outcomes = [_probe_outcome(snapshot, node, snapshot.probes[node.name], ports)
-                for node in nodes if node.name in snapshot.probes]
-    outcomes.extend(_control_plane_outcomes(snapshot, nodes, ports))
+    path = EgressPath(snapshot)
+    sampled = any(n.name in snapshot.probes for n in nodes)
+    outcomes: list[NodeOutcome] = []
+    for node in nodes:
+        probe = snapshot.probes.get(node.name)
+        verdicts = {port: _port_verdict(snapshot, path, node, probe, port) for port in ports}
+        node_outcomes = _node_outcomes(snapshot, node, verdicts)
+        if probe is None and sampled:
+            # Sample mode: a node outside this cycle's sample counts only when configuration shows a block.
+            node_outcomes = [o for o in node_outcomes if o.status is Status.DETECTED]
+        outcomes.extend(node_outcomes)
     if not outcomes:
-        return CAUSE.unknown(
-            (probes_off_reason(snapshot) or "no node could be probed")
-            + "; the egress path has no Azure Firewall or NSG evidence to judge from the control plane"
-        )
+        return CAUSE.unknown("no running node to check")
     return fold_node_outcomes(
         CAUSE, outcomes,
         problem=f"Tunnel egress ({', '.join(ports)} to {api_host(snapshot)}) is blocked",
@@ -42,155 +74,107 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
     )
 
 
-def _probe_outcome(snapshot: ClusterSnapshot, node: Node, probe: NodeProbe | Unavailable,
-                   ports: tuple[str, ...]) -> NodeOutcome:
-    if isinstance(probe, Unavailable):
-        return NodeOutcome(node.name, Status.UNKNOWN, probe.reason)
-    results = {p: probe.egress.get(p) for p in ports}
-    blocked = {p: o for p, o in results.items() if o in BLOCKED_OUTCOMES}
-    if blocked:
-        said = ", ".join(f"{p} {o}" for p, o in blocked.items())
-        return NodeOutcome(
-            node.name, Status.DETECTED,
-            f"connection from the node to {api_host(snapshot)} ({probe.api_server_ip or 'unresolved'}): {said}",
-            tuple(_allow_advice(snapshot, p) for p in blocked),
-        )
-    missing = [p for p, o in results.items() if o != "ok"]
-    if missing:
-        said = ", ".join(f"{p}: {results[p] or 'not tested'}" for p in missing)
-        return NodeOutcome(node.name, Status.UNKNOWN, f"egress to the API server could not be tested ({said})")
-    return NodeOutcome(node.name, Status.CLEAR,
-                       f"reached {api_host(snapshot)} on {', '.join(ports)} from the node")
+def _cluster_subject(snapshot: ClusterSnapshot, port: str) -> str:
+    return f"{snapshot.id}/egress/{port.replace('/', '-')}"
 
 
-def _allow_advice(snapshot: ClusterSnapshot, port: str) -> str:
-    proto, number = port.split("/")
-    return (
-        f"Allow {proto.upper()} {number} from the node subnets to {api_host(snapshot)} (the API server) on every "
-        "hop of the egress path: NSG outbound rules, the route table's next hop (Azure Firewall / NVA: an "
-        "application rule for the FQDN or the AzureKubernetesService FQDN tag), and any on-premises firewall."
-    )
+def _port_verdict(snapshot: ClusterSnapshot, path: EgressPath, node: Node, probe: NodeProbe | Unavailable | None,
+                  port: str) -> PortVerdict:
+    hop = path.judge(node, port)
+    notes = list(hop.notes)
+    outcome = probe.egress.get(port) if isinstance(probe, NodeProbe) else None
+    if isinstance(probe, NodeProbe) and port == "udp/1194":
+        state = probe.container_states.get("aks-link")
+        if state and state.lower() in BAD_CONTAINER_STATES:
+            notes.append(f"the aks-link container on the node is {state}")
+    verdict = _combine(snapshot, probe, port, hop, outcome)
+    if port == "tcp/443" and isinstance(probe, NodeProbe):
+        verdict = _tls(snapshot, probe, hop, verdict)
+    if notes:
+        verdict = replace(verdict, detail=f"{verdict.detail}; note: {'; '.join(notes)}")
+    return verdict
 
 
-def _control_plane_outcomes(snapshot: ClusterSnapshot, nodes: tuple[Node, ...],
-                            ports: tuple[str, ...]) -> list[NodeOutcome]:
-    outcomes: list[NodeOutcome] = []
-    outcomes.extend(_nsg_outbound_outcomes(snapshot, nodes, ports))
-    firewall = _firewall_outcome(snapshot, ports)
-    if firewall is not None:
-        outcomes.append(firewall)
-    return outcomes
-
-
-def _api_ip(snapshot: ClusterSnapshot) -> str | None:
-    for probe in snapshot.probes.values():
-        if isinstance(probe, NodeProbe) and probe.api_server_ip:
-            return probe.api_server_ip
-    return None
-
-
-def _nsg_outbound_outcomes(snapshot: ClusterSnapshot, nodes: tuple[Node, ...],
-                           ports: tuple[str, ...]) -> list[NodeOutcome]:
-    """NSG outbound check towards the API server's address, when a probe resolved it."""
-    destination = _api_ip(snapshot)
-    if destination is None or isinstance(snapshot.nsgs, Unavailable):
-        return []
-    admin = snapshot.admin_rules if not isinstance(snapshot.admin_rules, Unavailable) else ()
-    outcomes: list[NodeOutcome] = []
-    seen: set[tuple[str, str | None]] = set()
-    for node in nodes:
-        subnet = snapshot.subnet_of(node)
-        key = (node.subnet_id.lower(), node.nic_nsg_id)
-        if subnet is None or node.private_ip is None or key in seen:
-            continue
-        seen.add(key)
-        path = [snapshot.nsgs.get(i) if i else None for i in (node.nic_nsg_id, subnet.nsg_id)]
-        for port in ports:
-            proto, number = port.split("/")
-            flow = Flow("Outbound", proto.capitalize(), node.private_ip, 49152, destination, int(number))
-            decision = evaluate_path(flow, path, context=snapshot.address_context, admin_rules=admin)
-            if decision.allowed is False and decision.blocking is not None:
-                d = decision.blocking
-                outcomes.append(NodeOutcome(
-                    d.rule_id or d.container_id, Status.DETECTED,
-                    f"outbound {port} to the API server ({destination}) is denied by rule '{d.rule_name}' "
-                    f"(priority {d.priority}) in {d.container_name}",
-                    (_allow_advice(snapshot, port),),
-                ))
-    return outcomes
-
-
-def _firewall_outcome(snapshot: ClusterSnapshot, ports: tuple[str, ...]) -> NodeOutcome | None:
-    """The default route through Azure Firewall: do its rules let the tunnel out?"""
-    firewall = snapshot.firewall
-    if firewall is None:
-        return None
-    if isinstance(firewall, Unavailable):
-        return NodeOutcome("egress firewall", Status.UNKNOWN, firewall.reason)
-    blocked = [p for p in ports if not firewall_allows(firewall, snapshot, p)]
-    if not blocked:
-        allowed = ", ".join(ports)
-        return NodeOutcome(firewall.id, Status.CLEAR, f"Azure Firewall rules allow {allowed} to the API server")
-    return NodeOutcome(
-        firewall.id, Status.DETECTED,
-        f"the default route sends egress through Azure Firewall {firewall.private_ip}, whose rules do not allow "
-        f"{', '.join(blocked)} to {api_host(snapshot)} (Azure Firewall denies by default)",
-        tuple(_firewall_fix(snapshot, firewall, p) for p in blocked),
-    )
-
-
-def firewall_allows(firewall: Firewall, snapshot: ClusterSnapshot, port: str) -> bool:
-    """First matching rule collection by priority decides; nothing matching means Azure Firewall denies."""
-    proto, number = port.split("/")
+def _combine(snapshot: ClusterSnapshot, probe: NodeProbe | Unavailable | None, port: str, hop: HopVerdict,
+             outcome: str | None) -> PortVerdict:
     host = api_host(snapshot)
-    api_ip = _api_ip(snapshot)
-    for rule in sorted(firewall.rules, key=lambda r: (r.collection_priority, r.kind != "network")):
-        if rule.kind == "application":
-            matches = proto == "tcp" and (
-                any(p.lower() in (f"https:{number}",) for p in rule.protocols)
-                and (any(fnmatch.fnmatch(host.lower(), f.lower()) for f in rule.destination_fqdns)
-                     or any(t.lower() == "azurekubernetesservice" for t in rule.fqdn_tags))
-            )
-        else:
-            matches = (
-                any(p.upper() in (proto.upper(), "ANY") for p in rule.protocols)
-                and any(_port_in(number, r) for r in rule.destination_ports)
-                and (
-                    any(a in ("*", "AzureCloud", f"AzureCloud.{snapshot.location}") or a == api_ip
-                        for a in rule.destination_addresses)
-                    or any(fnmatch.fnmatch(host.lower(), f.lower()) for f in rule.destination_fqdns)
-                )
-            )
-        if matches:
-            return rule.action.lower() == "allow"
-    return False
+    if outcome in BLOCKED_OUTCOMES:
+        assert isinstance(probe, NodeProbe)
+        said = f"connection from the node to {host} ({probe.api_server_ip or 'unresolved'}): {port} {outcome}"
+        if hop.kind == "deny":
+            return PortVerdict(Status.DETECTED, f"{said}; {hop.detail}", hop.subject, hop.remediation)
+        where = f"; the hop that cannot be judged: {hop.detail}" if hop.kind == "unknown" else ""
+        subject = hop.subject if hop.kind == "unknown" and hop.subject and "/routes/" in hop.subject else None
+        return PortVerdict(Status.DETECTED, said + where, subject or _cluster_subject(snapshot, port),
+                           (allow_advice(snapshot, port),))
+    if outcome == "ok":
+        said = f"reached {host} on {port} from the node"
+        if hop.kind == "deny":
+            said += f" although the configuration reads as blocked ({hop.detail}); the node's own connection wins"
+        elif hop.kind == "unknown":
+            said += f" (configuration not fully judged: {hop.detail})"
+        return PortVerdict(Status.CLEAR, said)
+    if hop.kind == "deny":
+        return PortVerdict(Status.DETECTED, hop.detail, hop.subject, hop.remediation)
+    if outcome == "silent":
+        return PortVerdict(Status.UNKNOWN, SILENT_UDP)
+    if isinstance(probe, NodeProbe):
+        why = f"{port}: {outcome or 'not tested'} from the node"
+    elif isinstance(probe, Unavailable):
+        why = f"the node probe failed: {probe.reason}"
+    else:
+        why = probes_off_reason(snapshot) or "the node was not probed"
+    cp = hop.detail if hop.kind == "unknown" else f"configuration allows it ({hop.detail})"
+    return PortVerdict(Status.UNKNOWN, f"{port} {NOT_CONFIRMED} ({why}); {cp}")
 
 
-def _port_in(port: str, spec: str) -> bool:
-    if spec == "*":
-        return True
-    if "-" in spec:
-        low, high = spec.split("-", 1)
-        return int(low) <= int(port) <= int(high)
-    return spec == port
+def _tls(snapshot: ClusterSnapshot, probe: NodeProbe, hop: HopVerdict, verdict: PortVerdict) -> PortVerdict:
+    """Konnectivity's TLS: a chain from another issuer or no ALPN `konnectivity` means inspection/stripping."""
+    tls = probe.tls
+    if tls is None:
+        return verdict
+    if tls.error:
+        return replace(verdict, detail=f"{verdict.detail}; note: TLS check could not judge: {tls.error}")
+    problems = []
+    if tls.verified is False:
+        problems.append("the API server's certificate chain seen from the node does not verify against the "
+                        "cluster CA")
+    if tls.alpn != "konnectivity":
+        problems.append(f"ALPN 'konnectivity' was not negotiated (got {tls.alpn or 'none'})")
+    if not problems:
+        return verdict
+    issuer = f" (issuer: {tls.issuer})" if tls.issuer else ""
+    said = (f"TLS from the node to {api_host(snapshot)}: {'; '.join(problems)}{issuer}: TLS inspection or ALPN "
+            "stripping on the egress path breaks Konnectivity")
+    if verdict.status is Status.DETECTED:
+        return replace(verdict, detail=f"{verdict.detail}; {said}")
+    fw = hop.firewall
+    subject = (fw.policy_id or fw.id) if fw is not None else f"{snapshot.id}/egress/tls-443"
+    if fw is not None:
+        said += f" (the route goes through {describe_firewall(fw)})"
+    return PortVerdict(Status.DETECTED, said, subject, (tls_exclusion_advice(snapshot),))
 
 
-def _firewall_fix(snapshot: ClusterSnapshot, firewall: Firewall, port: str) -> str:
-    name = firewall.id.rstrip("/").split("/")[-1]
-    rg = firewall.id.split("/")[4] if firewall.id.count("/") > 4 else "<resource-group>"
-    proto, number = port.split("/")
-    if proto == "tcp" and number == "443":
-        return (
-            f"az network firewall application-rule create --resource-group {rg} --firewall-name {name} "
-            f"--collection-name aks-tunnel --name allow-apiserver --priority 100 --action Allow "
-            f"--source-addresses '*' --protocols Https=443 --fqdn-tags AzureKubernetesService"
-        )
-    return (
-        f"az network firewall network-rule create --resource-group {rg} --firewall-name {name} "
-        f"--collection-name aks-tunnel --name allow-{proto}-{number} --priority 100 --action Allow "
-        f"--source-addresses '*' --protocols {proto.upper()} --destination-addresses AzureCloud.{snapshot.location} "
-        f"--destination-ports {number}"
-    )
+def _node_outcomes(snapshot: ClusterSnapshot, node: Node, verdicts: dict[str, PortVerdict]) -> list[NodeOutcome]:
+    """One node's answer: its port's verdict, or, with the tunnel component unknown, all ports folded."""
+    detected = {p: v for p, v in verdicts.items() if v.status is Status.DETECTED}
+    clear = [p for p, v in verdicts.items() if v.status is Status.CLEAR]
+    unknown = {p: v for p, v in verdicts.items() if v.status is Status.UNKNOWN}
+    caveat = ""
+    if len(verdicts) > 1:
+        if detected and clear:
+            said = "; ".join(f"{p}: {v.detail}" for p, v in detected.items())
+            return [NodeOutcome(node.name, Status.UNKNOWN, (
+                f"tunnel component unknown: {', '.join(detected)} blocked but {', '.join(clear)} reachable, and the "
+                f"tunnel may use the reachable port ({said})"))]
+        caveat = (" (tunnel component unknown: no tunnel port was reachable from this node, so whichever "
+                  "component runs, its port is affected)")
+    if detected:
+        return [NodeOutcome(node.name, Status.DETECTED, f"{p}: {v.detail}{caveat}", v.remediation, v.subject)
+                for p, v in detected.items()]
+    if unknown:
+        return [NodeOutcome(node.name, Status.UNKNOWN, "; ".join(v.detail for v in unknown.values()))]
+    return [NodeOutcome(node.name, Status.CLEAR, "; ".join(v.detail for v in verdicts.values()))]
 
 
 CAUSE = Cause(
@@ -200,6 +184,6 @@ CAUSE = Cause(
         "The node cannot reach the API server on the tunnel's port: TCP 443 (Konnectivity), TCP 9000 (tunnel-front) "
         "or UDP 1194 (aks-link)."
     ),
-    not_applicable=always_applicable,
+    not_applicable=_not_applicable,
     evaluate=_evaluate,
 )

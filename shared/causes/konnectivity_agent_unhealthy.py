@@ -29,6 +29,9 @@ _EVENT_REASONS = {"OOMKilling": "OOMKilled", "BackOff": "restarting (BackOff)", 
 def _not_applicable(snapshot: ClusterSnapshot) -> str | None:
     if snapshot.tunnel in ("tunnel-front", "aks-link"):
         return f"the cluster's tunnel is {snapshot.tunnel}, not Konnectivity"
+    no_tunnel = snapshot.tunnel_not_used()
+    if no_tunnel:
+        return f"{no_tunnel}: no Konnectivity agents"
     kube = snapshot.kube
     if isinstance(kube, KubeView) and kube.agent.desired_replicas is None and not kube.agent.pods \
             and snapshot.tunnel != "konnectivity":
