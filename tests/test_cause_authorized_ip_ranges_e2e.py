@@ -3,7 +3,9 @@
 Each egress kind (managed load balancer IPs, the user's outbound prefix, a NAT gateway, the hub firewall
 under userDefinedRouting) is detected when the ranges leave it out, and the fix the report prints
 (`az aks update --api-server-authorized-ip-ranges ...`) applied through the emulator clears it. A public
-IP or firewall Azure refuses to show turns the cause unknown, never clear.
+IP or firewall Azure refuses to show turns the cause unknown, never clear. The emulated API server
+agrees: while the ranges leave the egress out, no agent connects and every node's log call reads
+`No agent available`.
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ def test_managed_outbound_ip_missing_is_detected_then_the_printed_fix_clears_it(
     (command,) = result["remediation"]
     assert command.endswith(f"--api-server-authorized-ip-ranges {OFFICE},{egress_ip}/32")
     assert found.report["verdict"] == "problem"
+    # The symptom agrees: no agent could connect, so every node's log call finds no agent.
+    assert {n["result"] for n in found.report["symptom"]["nodes"]} == {"no-agent"}
     apply_fix(emu, "aks-lb-missing", command)
-    assert cause_of(run(emu, "aks-lb-missing"))["status"] == "clear"
+    fixed = run(emu, "aks-lb-missing")
+    assert cause_of(fixed)["status"] == "clear"
+    assert {n["result"] for n in fixed.report["symptom"]["nodes"]} == {"ok"}
 
 
 def test_user_outbound_ip_inside_the_ranges_is_clear(emulator: Callable[..., Emulator]) -> None:
