@@ -46,7 +46,8 @@ def test_rule_with_only_ip_groups_is_not_from_anywhere() -> None:
     assert rule.source_addresses == ()
     assert rule.source_ip_groups == ("/subscriptions/subid/providers/Microsoft.Network/resourceGroup/rg1/ipGroups/"
                                      "ipGroups1",)
-    assert rule.destination_ip_groups and not rule.destination_addresses
+    assert rule.destination_ip_groups
+    assert not rule.destination_addresses
     assert rest_firewall.referenced_ip_groups((rule,)) == (*rule.source_ip_groups, *rule.destination_ip_groups)
 
 
@@ -56,7 +57,8 @@ def test_nat_collection_is_dnat_and_never_decides_egress() -> None:
     assert rule.kind == "nat"
     fw = Firewall("fw", "10.0.1.4", (rule,))
     decision = evaluate_firewall(fw, Packet("2.2.2.2", "TCP", 8080, "x.hcp.eastus.azmk8s.io", "152.23.32.23"))
-    assert decision.allowed is False and decision.rule is None  # default deny: DNAT is inbound only
+    assert decision.allowed is False  # default deny: DNAT is inbound only
+    assert decision.rule is None
 
 
 def test_application_rule_with_web_categories_example() -> None:
@@ -93,7 +95,8 @@ def test_classic_firewall_example() -> None:
 
 def test_policy_attached_firewall_in_a_hub() -> None:
     fw = rest.firewall(example("Network/2024-07-01/AzureFirewallPutInHub.json"))
-    assert fw.policy_id == "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/firewallPolicies/policy1"
+    assert fw.policy_id == ("/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/firewallPolicies/"
+                            "policy1")
     assert fw.rules == ()
     assert fw.private_ip == "10.0.0.0"  # hubIPAddresses.privateIPAddress
     assert fw.threat_intel_mode == "Alert"
