@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trustme
 
 from devtools.emulator import kubeobjects as objects
+from devtools.emulator.access import agents_locked_out
 from devtools.emulator.http_types import ArmError, Request, Response
 from devtools.emulator.nodes import NodeState
 from devtools.emulator.runcommand import RunCommandService
@@ -70,6 +71,7 @@ class KubeApiService:
         self.token_resource = token_resource
         self.latency = 0.0
         self.calls: dict[str, int] = {}
+        self.dials: dict[str, int] = {}  # how kubelet dials were decided: kernel or in-process
         self._apis: dict[str, _ClusterApi] = {}
         self._lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="aks-kubeapi-"))
@@ -219,6 +221,8 @@ class KubeApiService:
         url = (f"https://{target.ip}:{KUBELET_PORT}/containerLogs/{objects.NAMESPACE}/{pod_name}/{container}?"
                + "&".join(f"{k}={query[k]}" for k in ("limitBytes", "tailLines") if k in query))
         outcome, how = self.dial(cluster, target, now)
+        with self._lock:
+            self.dials[how] = self.dials.get(how, 0) + 1
         headers = {"X-Emulator-Dial": how}
         plain = cluster.kube.get("plainHttpNodes", ())  # node names, or indexes in the cluster's node order
         if outcome == "ok" and (target.name in plain or cluster.nodes.index(target) in plain):
@@ -232,6 +236,9 @@ class KubeApiService:
 
     def dial(self, cluster: ClusterSpec, target: NodeSpec, now: datetime) -> tuple[str, str]:
         """(outcome, how): outcome is ok | no-agent | timeout | refused | noroute."""
+        locked_out = agents_locked_out(self.state, cluster)
+        if locked_out is not None:  # no agent could connect to the API server at all
+            return "no-agent", locked_out
         agents = [p for p in objects.agent_pods(cluster, now) if p.phase == "Running" and p.ready and p.node]
         nodes = {n.name: n for n in cluster.nodes}
         executor = self.runcommands.executor_for(cluster)
