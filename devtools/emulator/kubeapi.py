@@ -72,6 +72,8 @@ class KubeApiService:
         self.latency = 0.0
         self.calls: dict[str, int] = {}
         self.dials: dict[str, int] = {}  # how kubelet dials were decided: kernel or in-process
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most API calls answered at once (benchmarks and bound checks)
         self._apis: dict[str, _ClusterApi] = {}
         self._lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="aks-kubeapi-"))
@@ -148,6 +150,17 @@ class KubeApiService:
 
     def handle(self, cluster_id: str, method: str, target: str, headers: dict[str, str],
                peer: dict[str, Any] | None) -> tuple[int, str, bytes, dict[str, str]]:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._handle(cluster_id, method, target, headers, peer)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _handle(self, cluster_id: str, method: str, target: str, headers: dict[str, str],
+                peer: dict[str, Any] | None) -> tuple[int, str, bytes, dict[str, str]]:
         if self.latency > 0:
             time.sleep(self.latency)
         cluster = self.state.cluster(cluster_id)
