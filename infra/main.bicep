@@ -72,6 +72,16 @@ param activityWindowHours int = 24
 param reminderHours int = 24
 
 @minValue(1)
+@maxValue(3650)
+@description('OUTBOX_RETENTION_DAYS: delivered and dead notification rows are purged this many days after they finished.')
+param outboxRetentionDays int = 7
+
+@minValue(1)
+@maxValue(90)
+@description('SNAT_SAMPLE_RETENTION_DAYS: how long the fleet page keeps per-check SNAT samples for its chart.')
+param snatSampleRetentionDays int = 7
+
+@minValue(1)
 @maxValue(100)
 @description('PROBE_SAMPLE_PER_POOL: nodes probed per pool and cycle when NODE_PROBES=sample.')
 param probeSamplePerPool int = 2
@@ -259,6 +269,8 @@ module functionApp 'modules/functionapp.bicep' = {
       SNAT_WINDOW_MINUTES: string(snatWindowMinutes)
       ACTIVITY_WINDOW_HOURS: string(activityWindowHours)
       REMINDER_HOURS: string(reminderHours)
+      OUTBOX_RETENTION_DAYS: string(outboxRetentionDays)
+      SNAT_SAMPLE_RETENTION_DAYS: string(snatSampleRetentionDays)
       PROBE_SAMPLE_PER_POOL: string(probeSamplePerPool)
       ARM_READS_PER_SECOND: string(armReadsPerSecond)
       ARM_READ_BURST: string(armReadBurst)
