@@ -112,6 +112,11 @@ def _detected(snapshot: ClusterSnapshot, missing: Sequence[tuple[EgressAddress, 
                 for item, parts in missing]
     evidence.append(Evidence(snapshot.id, "apiServerAccessProfile.authorizedIpRanges: "
                                           + ", ".join(snapshot.authorized_ip_ranges)))
+    if any("/loadbalancers/" in m.via.lower() or "load balancer" in m.via.lower() for m, _ in missing):
+        evidence.append(Evidence(snapshot.id, "Microsoft documents that the cluster's Standard load balancer public "
+                                              "IP is allowed by default when authorized ranges are enabled at cluster "
+                                              "creation, and asks that the egress IPs be listed in the ranges; listing "
+                                              "them (the command below) is safe either way"))
     evidence.extend(Evidence(i.source, f"egress {_describe(i)} is inside the authorized IP ranges") for i in inside)
     evidence.extend(Evidence(k, f"could not be read: {v}") for k, v in errors.items())
     return CAUSE.result(
