@@ -88,9 +88,10 @@ def _netcat(text: str, origin: str, dest: str | None, port: int) -> Analysis:
             "no_route": "no route to host: the address is not reachable from here (routing/UDR), or a REJECT "
                         "with icmp-host-unreachable.",
         }
+        proto = "UDP" if all(r.protocol == "udp" for r in failed) else "TCP"
         return Analysis(
             Status.DETECTED,
-            f"TCP {port} unreachable on {len(failed)} of {len(results)} target(s) ({', '.join(kinds)}).",
+            f"{proto} {port} unreachable on {len(failed)} of {len(results)} target(s) ({', '.join(kinds)}).",
             evidence,
             tuple(hints[k] for k in kinds),
         )

@@ -245,6 +245,19 @@ def test_tls_inspecting_proxy_is_not_verified_and_names_its_issuer(lab: NetnsNod
 
 
 @pytest.mark.kernel
+def test_tls_check_ignores_the_system_trust_store(lab: NetnsNodeLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy whose CA the node trusts system-wide (here through SSL_CERT_FILE, which openssl honours for its
+    default store) must still fail: only the cluster CA counts."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(lab.inspector_ca))
+    trusting = lab.exec_in_node("inspected", ["openssl", "s_client", "-connect", f"{API.ip}:443",
+                                              "-servername", API.host], timeout=30)
+    assert "Verify return code: 0 (ok)" in trusting.stdout  # the control: the default store does trust it
+    probe = run_probe(lab, "inspected", [], checks=["tcp/443"]).node_probe()
+    assert probe.tls is not None
+    assert probe.tls.verified is False
+
+
+@pytest.mark.kernel
 def test_tunnel_container_states_come_from_crictl_ps_all(lab: NetnsNodeLab) -> None:
     run = run_probe(lab, "udpdrop", [], checks=[])
     probe = run.node_probe()

@@ -208,6 +208,13 @@ class NetnsNodeLab:
         return self._tag
 
     @property
+    def inspector_ca(self) -> Path:
+        """The TLS-inspecting proxy's CA certificate (PEM), for tests that trust it somewhere on purpose."""
+        if self._root is None:
+            raise RuntimeError("the lab is not prepared (or already closed)")
+        return self._root / "inspector-ca.pem"
+
+    @property
     def namespaces(self) -> tuple[str, ...]:
         return tuple(self._namespaces)
 
@@ -334,6 +341,7 @@ class NetnsNodeLab:
         cluster_ca.issue_cert(api.host, api.ip).private_key_and_cert_chain_pem.write_to_path(str(served))
         proxied = self._root / "inspector.pem"
         inspector.issue_cert(api.host).private_key_and_cert_chain_pem.write_to_path(str(proxied))
+        inspector.cert_pem.write_to_path(str(self._root / "inspector-ca.pem"))
         specs = [*API_LISTENERS, f"tls:443:{served}:konnectivity", f"tls:{INSPECTING_PROXY_PORT}:{proxied}:-"]
         if self._aks_link_server:
             specs.append(OPENVPN_LISTENER)
