@@ -133,8 +133,10 @@ def _context_with_node_asgs(context: AddressContext, nodes: Iterable[Node]) -> A
 
 
 def _rule_prefixes(nsgs: Mapping[str, NetworkSecurityGroup], admin_rules: Iterable[AdminRule],
-                   context: AddressContext) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """Every IP prefix a rule or the VirtualNetwork tag can test: the only way an IP changes a verdict."""
+                   context: AddressContext) -> dict[tuple[int, int], set[int]]:
+    """Every IP prefix a rule or the VirtualNetwork tag can test (the only way an IP changes a verdict),
+    as {(IP version, prefix length): {network address}} so that a node's containing prefixes are one set
+    lookup per length, not one test per prefix (NSGs hold up to 1,000 rules each)."""
     items: set[str] = set(context.vnet_prefixes)
     for nsg in {id(n): n for n in nsgs.values()}.values():
         for rule in nsg.rules:
@@ -143,13 +145,27 @@ def _rule_prefixes(nsgs: Mapping[str, NetworkSecurityGroup], admin_rules: Iterab
     for admin in admin_rules:
         items.update(admin.sources)
         items.update(admin.destinations)
-    networks = []
+    by_length: dict[tuple[int, int], set[int]] = {}
     for item in {i.strip() for value in items for i in value.split(",") if i.strip()}:
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             continue  # a service tag: evaluated as such, the same for every node IP inside the VNet
-    return networks
+        by_length.setdefault((network.version, network.prefixlen), set()).add(int(network.network_address))
+    return by_length
+
+
+def _containing(ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                prefixes: Mapping[tuple[int, int], set[int]]) -> frozenset[tuple[int, int, int]]:
+    width = 32 if ip.version == 4 else 128
+    value = int(ip)
+    found = set()
+    for (version, length), networks in prefixes.items():
+        if version == ip.version:
+            network = value >> (width - length) << (width - length) if length else 0
+            if network in networks:
+                found.add((version, length, network))
+    return frozenset(found)
 
 
 def _node_classes(snapshot: ClusterSnapshot, nodes: tuple[Node, ...], nsgs: Mapping[str, NetworkSecurityGroup],
@@ -159,7 +175,7 @@ def _node_classes(snapshot: ClusterSnapshot, nodes: tuple[Node, ...], nsgs: Mapp
     A node's ASGs are those of its NIC plus any ASG whose collected members include its IP.
     """
     admin = snapshot.admin_rules if not isinstance(snapshot.admin_rules, Unavailable) else ()
-    networks = _rule_prefixes(nsgs, admin, context)
+    prefixes = _rule_prefixes(nsgs, admin, context)
     asgs_of_ip: dict[str, set[str]] = {}
     for asg, members in context.asg_members.items():
         for member in members:
@@ -168,8 +184,7 @@ def _node_classes(snapshot: ClusterSnapshot, nodes: tuple[Node, ...], nsgs: Mapp
     for node in nodes:
         assert node.private_ip
         try:
-            ip = ipaddress.ip_address(node.private_ip)
-            inside = frozenset(str(n) for n in networks if ip.version == n.version and ip in n)
+            inside: frozenset[object] = frozenset(_containing(ipaddress.ip_address(node.private_ip), prefixes))
         except ValueError:
             inside = frozenset({f"unparsed:{node.private_ip}"})
         key = (
