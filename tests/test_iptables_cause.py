@@ -132,3 +132,31 @@ def test_unprobed_or_failed_nodes_are_unknown() -> None:
     assert "aks-nodepool1-1-vmss000000" in failed.unchecked
     off = run_cause(iptables_cause.CAUSE, snapshot())
     assert off.status is Status.UNKNOWN
+
+
+ONE_SOURCE_DROP = chains("-A INPUT -s 10.224.0.6/32 -p tcp -m tcp --dport 10250 -j DROP")
+
+
+def test_without_crictl_a_source_dependent_drop_is_unknown_not_clear() -> None:
+    """crictl absent on every node: nobody knows which node hosts the agent, and the rule singles out one."""
+    result = run_cause(iptables_cause.CAUSE, probed(snapshot(), containers=None, iptables_save=ONE_SOURCE_DROP))
+    assert result.status is Status.UNKNOWN
+    assert "depends on the source" in (result.reason or "")
+    assert "crictl absent" in (result.reason or "")
+
+
+def test_without_crictl_a_drop_for_every_source_is_still_detected() -> None:
+    result = run_cause(iptables_cause.CAUSE, probed(snapshot(), containers=None, iptables_save=PLAIN_DROP))
+    assert result.status is Status.DETECTED
+
+
+def test_a_drop_from_any_agent_host_is_detected() -> None:
+    """Agents on nodes 1 (10.224.0.5) and 2 (10.224.0.6): node 0 refusing only node 2 still breaks the tunnel."""
+    snap = snapshot()
+    nodes = snap.nodes
+    assert isinstance(nodes, tuple)
+    no_agent = probe(nodes[0].name, containers=(), iptables_save=ONE_SOURCE_DROP)
+    result = run_cause(iptables_cause.CAUSE, probed(snap, {0: no_agent}, iptables_save=ONE_SOURCE_DROP))
+    assert result.status is Status.DETECTED
+    assert result.affected == {"iptables: -A INPUT -s 10.224.0.6/32 -p tcp -m tcp --dport 10250 -j DROP": (
+        nodes[0].name, nodes[1].name)}  # node 2 is not refused from the other agent host, node 1

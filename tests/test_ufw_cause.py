@@ -135,3 +135,11 @@ def test_no_node_probed_is_unknown() -> None:
     snap = replace(snapshot(), probes={"some-other-node": probe("some-other-node")}, probes_mode="sample")
     result = run_cause(ufw_cause.CAUSE, snap)
     assert result.status is Status.UNKNOWN
+
+
+def test_without_crictl_a_source_dependent_ufw_rule_is_unknown_not_clear() -> None:
+    one_source = ufw("10250/tcp                  DENY IN     10.224.0.6", default="allow")
+    result = run_cause(ufw_cause.CAUSE, probed(snapshot(), containers=None, ufw_status=one_source,
+                                               iptables_save=ACCEPTING))
+    assert result.status is Status.UNKNOWN
+    assert "depends on the source" in (result.reason or "")

@@ -14,8 +14,8 @@ from shared.causes.common import (
     NodeOutcome,
     always_applicable,
     evaluate_probed_nodes,
-    vnet_source_ip,
 )
+from shared.causes.node_sources import from_every_source, tunnel_sources
 from shared.model import CauseId, CauseResult, Status
 from shared.netrules import ufw_chains
 from shared.netrules.errors import ParseError
@@ -43,17 +43,23 @@ def _node_outcome(snapshot: ClusterSnapshot, node: Node, probe: NodeProbe | Unav
     if probe.iptables_save is None:
         return NodeOutcome(node.name, Status.UNKNOWN,
                            probe.iptables_error or "the probe found no iptables on the node")
-    source = vnet_source_ip(snapshot, node)
-    if source is None or node.private_ip is None:
+    sources, guessed = tunnel_sources(snapshot, node)
+    destination = node.private_ip
+    if not sources or destination is None:
         return NodeOutcome(node.name, Status.UNKNOWN, "no VNet source address to test from")
     try:
         ruleset = parse_iptables(probe.iptables_save)
     except ParseError as exc:
         return NodeOutcome(node.name, Status.UNKNOWN, f"could not read the iptables rules: {exc}")
-    verdict = evaluate(ruleset, Packet(source_ip=source, destination_ip=node.private_ip, destination_port=KUBELET_PORT))
     vnet = snapshot.address_context.vnet_prefixes
-    return iptables_outcome(node.name, verdict, source, ufw_explains=_ufw_status_explains(probe, source, verdict),
-                            allow_from=vnet[0] if vnet else None)
+
+    def from_source(source: str) -> NodeOutcome:
+        verdict = evaluate(ruleset, Packet(source_ip=source, destination_ip=destination,
+                                           destination_port=KUBELET_PORT))
+        return iptables_outcome(node.name, verdict, source, ufw_explains=_ufw_status_explains(probe, source, verdict),
+                                allow_from=vnet[0] if vnet else None)
+
+    return from_every_source(node.name, sources, guessed, from_source)
 
 
 def _ufw_status_explains(probe: NodeProbe, source: str, verdict: IptablesVerdict) -> str | None:

@@ -15,8 +15,8 @@ from shared.causes.common import (
     NodeOutcome,
     always_applicable,
     evaluate_probed_nodes,
-    vnet_source_ip,
 )
+from shared.causes.node_sources import from_every_source, tunnel_sources
 from shared.model import CauseId, CauseResult, Status
 from shared.netrules import ufw_chains
 from shared.netrules.errors import ParseError
@@ -37,19 +37,24 @@ def _node_outcome(snapshot: ClusterSnapshot, node: Node, probe: NodeProbe | Unav
         return NodeOutcome(node.name, Status.UNKNOWN, probe.ufw_error)
     if probe.ufw_status is None:
         return NodeOutcome(node.name, Status.NOT_APPLICABLE, "ufw is not installed")
-    source = vnet_source_ip(snapshot, node)
-    if source is None:
+    sources, guessed = tunnel_sources(snapshot, node)
+    if not sources:
         return NodeOutcome(node.name, Status.UNKNOWN, "no VNet source address to test from")
     try:
-        verdict = decide(parse_ufw_status(probe.ufw_status), source, KUBELET_PORT)
+        status = parse_ufw_status(probe.ufw_status)
     except ParseError as exc:
         return NodeOutcome(node.name, Status.UNKNOWN, f"could not read `ufw status verbose`: {exc}")
     vnet = snapshot.address_context.vnet_prefixes
     allow_from = vnet[0] if vnet else None
-    outcome = ufw_outcome(node.name, verdict, source, allow_from=allow_from)
-    if outcome.status is Status.CLEAR and verdict.active:
-        return _hidden_rules_outcome(node, probe, source, outcome, allow_from)
-    return outcome
+
+    def from_source(source: str) -> NodeOutcome:
+        verdict = decide(status, source, KUBELET_PORT)
+        outcome = ufw_outcome(node.name, verdict, source, allow_from=allow_from)
+        if outcome.status is Status.CLEAR and verdict.active:
+            return _hidden_rules_outcome(node, probe, source, outcome, allow_from)
+        return outcome
+
+    return from_every_source(node.name, sources, guessed, from_source)
 
 
 def _hidden_rules_outcome(node: Node, probe: NodeProbe, source: str, status_says: NodeOutcome,
