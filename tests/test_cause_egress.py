@@ -212,11 +212,27 @@ def test_unknown_component_failed_9000_with_443_reachable_is_unknown_never_clear
 
 def test_unknown_component_with_every_port_failing_is_detected_with_the_caveat() -> None:
     snap = with_probes(snapshot(tunnel="unknown"),
-                       egress={"tcp/443": "timeout", "tcp/9000": "timeout", "udp/1194": "silent"})
+                       egress={"tcp/443": "timeout", "tcp/9000": "timeout", "udp/1194": "refused"})
     result = evaluate(snap)
     assert result.status is Status.DETECTED
     assert "tunnel component unknown" in result.evidence[0].detail
-    assert {f"{CLUSTER_ID}/egress/tcp-443", f"{CLUSTER_ID}/egress/tcp-9000"} == set(result.subjects)
+    assert {f"{CLUSTER_ID}/egress/{p}" for p in ("tcp-443", "tcp-9000", "udp-1194")} == set(result.subjects)
+
+
+def test_unknown_component_with_udp_silent_and_tcp_failing_is_unknown() -> None:
+    """aks-link on 1194 may work (silence proves nothing): the failing TCP ports are named, not judged."""
+    snap = with_probes(snapshot(tunnel="unknown"),
+                       egress={"tcp/443": "timeout", "tcp/9000": "timeout", "udp/1194": "silent"})
+    result = evaluate(snap)
+    assert result.status is Status.UNKNOWN
+    assert "tcp/443, tcp/9000 blocked" in (result.reason or "")
+
+
+def test_unknown_component_without_probes_and_a_firewall_allowing_only_443_is_unknown() -> None:
+    """The recommended AKS firewall opens 443 only; with the component unknown that is not a block."""
+    result = evaluate(routed_snapshot(firewall(app_rule()), tunnel="unknown"))
+    assert result.status is Status.UNKNOWN
+    assert "tcp/9000" in (result.reason or "")
 
 
 def test_unknown_component_all_reachable_is_clear() -> None:

@@ -232,6 +232,32 @@ class ArmHandlers:
         firewall = self._network(req, "Microsoft.Network/azureFirewalls", self.state.firewall)
         return Response(200, resources.firewall_json(firewall))
 
+    def get_firewall_policy(self, req: Request) -> Response:
+        policy = self._network(req, "Microsoft.Network/firewallPolicies", self.state.firewall_policy)
+        fleet = self.state.fleet
+        firewalls = [f.id for f in fleet.firewalls if (f.firewall_policy_id or "").lower() == policy.id.lower()]
+        children = [p.id for p in fleet.firewall_policies if (p.base_policy_id or "").lower() == policy.id.lower()]
+        return Response(200, resources.firewall_policy_json(policy, firewall_ids=firewalls, child_ids=children))
+
+    def list_rule_collection_groups(self, req: Request) -> Response:
+        policy = self._network(req, "Microsoft.Network/firewallPolicies", self.state.firewall_policy)
+        return self._page(req, [resources.rule_collection_group_json(policy, g) for g in policy.rule_collection_groups])
+
+    def get_rule_collection_group(self, req: Request) -> Response:
+        policy = self._network(req, "Microsoft.Network/firewallPolicies", self.state.firewall_policy)
+        wanted = req.groups["group"].lower()
+        group = next((g for g in policy.rule_collection_groups if str(g["name"]).lower() == wanted), None)
+        if group is None:
+            raise resource_not_found(f"Microsoft.Network/firewallPolicies/{policy.name}/ruleCollectionGroups",
+                                     req.groups["group"], policy.resource_group)
+        return Response(200, resources.rule_collection_group_json(policy, group))
+
+    def get_ip_group(self, req: Request) -> Response:
+        group = self._network(req, "Microsoft.Network/ipGroups", self.state.ip_group)
+        policies = [p.id for p in self.state.fleet.firewall_policies
+                    if any(group.id.lower() in str(g).lower() for g in p.rule_collection_groups)]
+        return Response(200, resources.ip_group_json(group, firewall_policy_ids=policies))
+
     def get_public_ip(self, req: Request) -> Response:
         pip = self._network(req, "Microsoft.Network/publicIPAddresses", self.state.public_ip)
         return Response(200, resources.public_ip_json(pip))

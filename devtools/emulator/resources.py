@@ -17,8 +17,10 @@ from devtools.emulator import naming
 from devtools.emulator.scenario import (
     ActivityEventSpec,
     ClusterSpec,
+    FirewallPolicySpec,
     FirewallSpec,
     Fleet,
+    IpGroupSpec,
     JsonDict,
     LoadBalancerSpec,
     NatGatewaySpec,
@@ -504,7 +506,7 @@ def firewall_json(fw: FirewallSpec) -> Json:
         "location": fw.location, "zones": [], "tags": {},
         "properties": {
             "provisioningState": "Succeeded", "sku": {"name": "AZFW_VNet", "tier": "Standard"},
-            "threatIntelMode": "Alert",
+            "threatIntelMode": fw.threat_intel_mode,
             "ipConfigurations": [{"name": "azureFirewallIpConfiguration", "id": ip_config, "etag": etag(ip_config),
                                   "properties": {"provisioningState": "Succeeded", "privateIPAddress": fw.private_ip,
                                                  "subnet": ref(fw.subnet_id),
@@ -513,8 +515,67 @@ def firewall_json(fw: FirewallSpec) -> Json:
             "natRuleCollections": [],
             "networkRuleCollections": collections("networkRuleCollections", fw.network_rule_collections),
             "ipGroups": [], "additionalProperties": {},
+            # With a policy, ARM returns the classic collections empty and names the policy instead.
+            **({"firewallPolicy": ref(fw.firewall_policy_id), "applicationRuleCollections": [],
+                "networkRuleCollections": []} if fw.firewall_policy_id else {}),
         },
     }
+
+
+def firewall_policy_json(policy: FirewallPolicySpec, *, firewall_ids: Sequence[str] = (),
+                         child_ids: Sequence[str] = ()) -> Json:
+    """Shape of the official FirewallPolicyGet example: rule collection groups are references only."""
+    props: Json = {
+        "provisioningState": "Succeeded", "threatIntelMode": policy.threat_intel_mode,
+        "ruleCollectionGroups": [ref(rule_collection_group_id(policy, g)) for g in policy.rule_collection_groups],
+        "firewalls": [ref(f) for f in firewall_ids], "childPolicies": [ref(c) for c in child_ids],
+        "dnsSettings": {"servers": [], "enableProxy": policy.dns_proxy},
+        "sku": {"tier": policy.sku_tier},
+    }
+    if policy.base_policy_id:
+        props["basePolicy"] = ref(policy.base_policy_id)
+    return {"name": policy.name, "id": policy.id, "type": "Microsoft.Network/firewallPolicies",
+            "etag": etag(policy.id), "location": policy.location, "properties": props}
+
+
+def rule_collection_group_id(policy: FirewallPolicySpec, group: JsonDict) -> str:
+    return f"{policy.id}/ruleCollectionGroups/{group['name']}"
+
+
+def rule_collection_group_json(policy: FirewallPolicySpec, group: JsonDict) -> Json:
+    """A rule collection group as ARM returns it: discriminators (ruleCollectionType, ruleType) always set."""
+    props = dict(group.get("properties", {k: v for k, v in group.items() if k not in {"name", "id"}}))
+    collections = []
+    for coll in props.get("ruleCollections", ()):
+        coll_out = dict(coll)
+        if isinstance(coll_out.get("action"), str):
+            coll_out["action"] = {"type": coll_out["action"]}
+        nat = str(coll_out.get("action", {}).get("type", "")).upper() == "DNAT"
+        coll_out.setdefault("ruleCollectionType",
+                            "FirewallPolicyNatRuleCollection" if nat else "FirewallPolicyFilterRuleCollection")
+        coll_out["rules"] = [_policy_rule(r, nat) for r in coll_out.get("rules", ())]
+        collections.append(coll_out)
+    gid = rule_collection_group_id(policy, group)
+    return {"name": group["name"], "id": gid, "etag": etag(gid),
+            "type": "Microsoft.Network/FirewallPolicies/RuleCollectionGroups",
+            "properties": {"provisioningState": "Succeeded", "priority": int(props.get("priority", 100)),
+                           "ruleCollections": collections}}
+
+
+def _policy_rule(rule: JsonDict, nat: bool) -> Json:
+    out = dict(rule)
+    if "ruleType" not in out:
+        app = any(k in out for k in ("targetFqdns", "fqdnTags", "webCategories", "targetUrls")) or any(
+            isinstance(p, dict) for p in out.get("protocols", ()))
+        out["ruleType"] = "NatRule" if nat else ("ApplicationRule" if app else "NetworkRule")
+    return out
+
+
+def ip_group_json(group: IpGroupSpec, *, firewall_policy_ids: Sequence[str] = ()) -> Json:
+    return {"name": group.name, "id": group.id, "type": "Microsoft.Network/ipGroups", "location": group.location,
+            "etag": etag(group.id),
+            "properties": {"provisioningState": "Succeeded", "ipAddresses": list(group.ip_addresses),
+                           "firewalls": [], "firewallPolicies": [ref(p) for p in firewall_policy_ids]}}
 
 
 # --- Insights / AVNM -----------------------------------------------------------------------------------

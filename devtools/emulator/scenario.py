@@ -115,6 +115,33 @@ class FirewallSpec:
     subnet_id: str
     network_rule_collections: tuple[JsonDict, ...] = ()
     application_rule_collections: tuple[JsonDict, ...] = ()
+    firewall_policy_id: str | None = None  # a policy replaces the classic rule collections
+    threat_intel_mode: str = "Alert"
+
+
+@dataclass(frozen=True)
+class FirewallPolicySpec:
+    """A Firewall Policy; `rule_collection_groups` hold ARM rule collection groups ({"name", "priority",
+    "ruleCollections": [...]}, flat or under "properties") exactly as a portal JSON view shows them."""
+
+    id: str
+    name: str
+    resource_group: str
+    location: str
+    base_policy_id: str | None = None
+    threat_intel_mode: str = "Alert"
+    dns_proxy: bool = False
+    sku_tier: str = "Standard"
+    rule_collection_groups: tuple[JsonDict, ...] = ()
+
+
+@dataclass(frozen=True)
+class IpGroupSpec:
+    id: str
+    name: str
+    resource_group: str
+    location: str
+    ip_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +285,8 @@ class Fleet:
     settings: Settings = field(default_factory=Settings)
     public_ips: tuple[PublicIpSpec, ...] = ()
     public_ip_prefixes: tuple[PublicIpPrefixSpec, ...] = ()
+    firewall_policies: tuple[FirewallPolicySpec, ...] = ()
+    ip_groups: tuple[IpGroupSpec, ...] = ()
 
     @property
     def clusters(self) -> tuple[ClusterSpec, ...]:

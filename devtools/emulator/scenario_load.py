@@ -12,7 +12,11 @@ Scenario format (camelCase, Azure's own spelling wherever Azure has a word for i
                  "subnets": [{"name", "addressPrefix", "nsg", "routeTable", "natGateway"}]},   # omit: AKS VNet
         "nsgs": [{"name", "resourceGroup", "rules": [<ARM security rule>]}], "nodeNsgRules": [...],
         "nicNsg": true, "routeTables": [{"name", "resourceGroup", "routes": [<ARM route>]}],
-        "firewall": {"name", "resourceGroup", "privateIp", "networkRuleCollections", "applicationRuleCollections"},
+        "firewall": {"name", "resourceGroup", "privateIp", "networkRuleCollections", "applicationRuleCollections",
+                     "firewallPolicy": "<policy name or id>", "threatIntelMode"},
+        "firewallPolicies": [{"name", "resourceGroup", "basePolicy": "<name or id>", "threatIntelMode", "dnsProxy",
+                              "sku", "ruleCollectionGroups": [<ARM rule collection group>]}],
+        "ipGroups": [{"name", "resourceGroup", "ipAddresses": [...]}],
         "natGateway": {"name", "resourceGroup", "idleTimeoutInMinutes", "publicIpCount",
                        "publicIpPrefixes": [{"name", "ipPrefix", "resourceGroup"}]},
         "natGateways": [{<as natGateway>, "metrics": [<series>]}],   # more gateways, named by subnets
@@ -56,8 +60,10 @@ from devtools.emulator.scenario import (
     ActivityEventSpec,
     ApiServerSpec,
     ClusterSpec,
+    FirewallPolicySpec,
     FirewallSpec,
     Fleet,
+    IpGroupSpec,
     JsonDict,
     LoadBalancerSpec,
     MetricSeries,
@@ -78,6 +84,8 @@ NSG_TYPE = "Microsoft.Network/networkSecurityGroups"
 VNET_TYPE = "Microsoft.Network/virtualNetworks"
 RT_TYPE = "Microsoft.Network/routeTables"
 FW_TYPE = "Microsoft.Network/azureFirewalls"
+FWP_TYPE = "Microsoft.Network/firewallPolicies"
+IPG_TYPE = "Microsoft.Network/ipGroups"
 NAT_TYPE = "Microsoft.Network/natGateways"
 LB_TYPE = "Microsoft.Network/loadBalancers"
 PIP_TYPE = "Microsoft.Network/publicIPAddresses"
@@ -112,6 +120,8 @@ def fleet_from_json(data: JsonDict, *, now: datetime | None = None) -> Fleet:
         settings=_settings(data.get("settings", {})),
         public_ips=tuple(builder.public_ips.values()),
         public_ip_prefixes=tuple(builder.prefixes.values()),
+        firewall_policies=tuple(builder.firewall_policies.values()),
+        ip_groups=tuple(builder.ip_groups.values()),
     )
 
 
@@ -145,6 +155,8 @@ class _FleetBuilder:
         self.nsgs: dict[str, NsgSpec] = {}
         self.route_tables: dict[str, RouteTableSpec] = {}
         self.firewalls: dict[str, FirewallSpec] = {}
+        self.firewall_policies: dict[str, FirewallPolicySpec] = {}
+        self.ip_groups: dict[str, IpGroupSpec] = {}
         self.nat_gateways: dict[str, NatGatewaySpec] = {}
         self.vnets: dict[str, VnetSpec] = {}
         self.public_ips: dict[str, PublicIpSpec] = {}
@@ -191,6 +203,7 @@ class _FleetBuilder:
             self._register(self.route_tables, RouteTableSpec(
                 id=naming.resource_id(sub_id, rt_rg, RT_TYPE, table["name"]), name=table["name"],
                 resource_group=rt_rg, location=location, routes=tuple(table.get("routes", ()))))
+        self._policies(sub_id, rg, location, raw)
         firewall_id = self._firewall(sub_id, rg, location, raw.get("firewall"))
         where = _Where(sub_id=sub_id, rg=rg, node_rg=node_rg, hash8=hash8, location=location)
         nat_id = self._nat_gateway(where, outbound, raw.get("natGateway"))
@@ -287,9 +300,38 @@ class _FleetBuilder:
             location=location, private_ip=raw.get("privateIp", "10.0.1.4"),
             subnet_id=naming.subnet_id(sub_id, fw_rg, hub, "AzureFirewallSubnet"),
             network_rule_collections=tuple(raw.get("networkRuleCollections", ())),
-            application_rule_collections=tuple(raw.get("applicationRuleCollections", ())))
+            application_rule_collections=tuple(raw.get("applicationRuleCollections", ())),
+            firewall_policy_id=self._policy_ref(sub_id, fw_rg, raw.get("firewallPolicy")),
+            threat_intel_mode=raw.get("threatIntelMode", "Alert"))
         self._register(self.firewalls, spec)
         return spec.id
+
+    def _policy_ref(self, sub_id: str, rg: str, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.startswith("/subscriptions/"):
+            return value
+        for spec in self.firewall_policies.values():
+            if spec.name == value:
+                return spec.id
+        return naming.resource_id(sub_id, rg, FWP_TYPE, value)
+
+    def _policies(self, sub_id: str, rg: str, location: str, raw: JsonDict) -> None:
+        """IP groups and Firewall Policies (parents first in the list), shared by id across clusters."""
+        for group in raw.get("ipGroups", ()):
+            group_rg = group.get("resourceGroup", rg)
+            self._register(self.ip_groups, IpGroupSpec(
+                id=naming.resource_id(sub_id, group_rg, IPG_TYPE, group["name"]), name=group["name"],
+                resource_group=group_rg, location=location, ip_addresses=tuple(group.get("ipAddresses", ()))))
+        for policy in raw.get("firewallPolicies", ()):
+            policy_rg = policy.get("resourceGroup", rg)
+            self._register(self.firewall_policies, FirewallPolicySpec(
+                id=naming.resource_id(sub_id, policy_rg, FWP_TYPE, policy["name"]), name=policy["name"],
+                resource_group=policy_rg, location=location,
+                base_policy_id=self._policy_ref(sub_id, policy_rg, policy.get("basePolicy")),
+                threat_intel_mode=policy.get("threatIntelMode", "Alert"), dns_proxy=bool(policy.get("dnsProxy")),
+                sku_tier=policy.get("sku", "Standard"),
+                rule_collection_groups=tuple(policy.get("ruleCollectionGroups", ()))))
 
     def _nat_gateway(self, where: _Where, outbound: str, raw: JsonDict | None, *,
                      own_metrics: bool = False) -> str | None:

@@ -17,8 +17,10 @@ from typing import Any
 from devtools.emulator.scenario import (
     ActivityEventSpec,
     ClusterSpec,
+    FirewallPolicySpec,
     FirewallSpec,
     Fleet,
+    IpGroupSpec,
     JsonDict,
     MetricSeries,
     NatGatewaySpec,
@@ -58,6 +60,8 @@ class _Index:
     nat_owner: dict[str, ClusterSpec]
     public_ips: dict[str, PublicIpSpec]
     public_ip_prefixes: dict[str, PublicIpPrefixSpec]
+    firewall_policies: dict[str, FirewallPolicySpec] = dataclasses.field(default_factory=dict)
+    ip_groups: dict[str, IpGroupSpec] = dataclasses.field(default_factory=dict)
 
 
 class EmulatorState:
@@ -119,6 +123,12 @@ class EmulatorState:
 
     def firewall(self, resource: str) -> FirewallSpec | None:
         return self._index.firewalls.get(resource.lower())
+
+    def firewall_policy(self, resource: str) -> FirewallPolicySpec | None:
+        return self._index.firewall_policies.get(resource.lower())
+
+    def ip_group(self, resource: str) -> IpGroupSpec | None:
+        return self._index.ip_groups.get(resource.lower())
 
     def nat_gateway(self, resource: str) -> NatGatewaySpec | None:
         return self._index.nat_gateways.get(resource.lower())
@@ -215,6 +225,14 @@ class EmulatorState:
                 application_rule_collections=tuple(application) if application is not None
                 else spec.application_rule_collections)
             self._replace_fleet(firewalls=tuple(changed if f is spec else f for f in self._fleet.firewalls))
+
+    def set_rule_collection_groups(self, policy: str, groups: Sequence[JsonDict]) -> None:
+        """Replace a Firewall Policy's rule collection groups (id or name), as a PUT of each would."""
+        with self._lock:
+            spec = self._require(self._fleet.firewall_policies, policy, "firewall policy")
+            changed = dataclasses.replace(spec, rule_collection_groups=tuple(groups))
+            self._replace_fleet(firewall_policies=tuple(changed if p is spec else p
+                                                        for p in self._fleet.firewall_policies))
 
     def set_subnet(self, subnet_id: str, **changes: Any) -> None:
         """Re-point a subnet's nsg_id / route_table_id / nat_gateway_id (None detaches)."""
@@ -364,8 +382,12 @@ class EmulatorState:
             index.public_ips[pip.id.lower()] = pip
         for prefix in fleet.public_ip_prefixes:
             index.public_ip_prefixes[prefix.id.lower()] = prefix
+        for policy in fleet.firewall_policies:
+            index.firewall_policies[policy.id.lower()] = policy
+        for ip_group in fleet.ip_groups:
+            index.ip_groups[ip_group.id.lower()] = ip_group
         for group in (fleet.nsgs, fleet.route_tables, fleet.firewalls, fleet.nat_gateways, fleet.vnets,
-                      fleet.public_ips, fleet.public_ip_prefixes):
+                      fleet.public_ips, fleet.public_ip_prefixes, fleet.firewall_policies, fleet.ip_groups):
             for spec in group:
                 parts = spec.id.split("/")
                 index.resource_groups.add((parts[2].lower(), parts[4].lower()))

@@ -10,9 +10,9 @@ Evidence rules (issue 8):
   may *detect* a block, and names the thing to fix, but never proves the path open: without a probe that
   reached the API server the answer is `unknown` ("not confirmed from a node"). With such a probe, a hop
   the monitor could not read is a note in the evidence.
-- With the tunnel component unknown every tunnel port is judged: a port failing while no other port
-  was reachable is `detected` (whichever component runs, its port failed); a port failing while another
-  was reachable is `unknown` (the tunnel may use the reachable one). Never `clear` on a failed port.
+- With the tunnel component unknown every tunnel port is judged: all of them failing is `detected`
+  (whichever component runs, its port failed); some failing while another is reachable or undecided is
+  `unknown` naming the failing ports (the tunnel may use one that works). Never `clear` on a failed port.
 - One finding per problem: the subject is the hop to fix (NSG rule, firewall rule collection group or
   policy, route), or `<cluster id>/egress/<proto>-<port>` when only the probe saw it; nodes are `affected`.
 """
@@ -156,19 +156,27 @@ def _tls(snapshot: ClusterSnapshot, probe: NodeProbe, hop: HopVerdict, verdict: 
 
 
 def _node_outcomes(snapshot: ClusterSnapshot, node: Node, verdicts: dict[str, PortVerdict]) -> list[NodeOutcome]:
-    """One node's answer: its port's verdict, or, with the tunnel component unknown, all ports folded."""
+    """One node's answer: its port's verdict, or, with the tunnel component unknown, all ports folded.
+
+    With the component unknown the cluster needs exactly one of the ports, but which one is not known:
+    every port failing is `detected` (whichever component runs, its port fails); every port reachable is
+    `clear`; anything in between (a port failing while another is reachable or undecided) is `unknown`,
+    naming the failing ports: the tunnel may use one that works.
+    """
     detected = {p: v for p, v in verdicts.items() if v.status is Status.DETECTED}
-    clear = [p for p, v in verdicts.items() if v.status is Status.CLEAR]
     unknown = {p: v for p, v in verdicts.items() if v.status is Status.UNKNOWN}
     caveat = ""
     if len(verdicts) > 1:
-        if detected and clear:
+        if detected and len(detected) < len(verdicts):
             said = "; ".join(f"{p}: {v.detail}" for p, v in detected.items())
+            rest = ", ".join(f"{p} {'reachable' if v.status is Status.CLEAR else 'undecided'}"
+                             for p, v in verdicts.items() if p not in detected)
+            undecided = "".join(f"; {p}: {v.detail}" for p, v in unknown.items())
             return [NodeOutcome(node.name, Status.UNKNOWN, (
-                f"tunnel component unknown: {', '.join(detected)} blocked but {', '.join(clear)} reachable, and the "
-                f"tunnel may use the reachable port ({said})"))]
-        caveat = (" (tunnel component unknown: no tunnel port was reachable from this node, so whichever "
-                  "component runs, its port is affected)")
+                f"tunnel component unknown (crictl absent or no tunnel container seen): {', '.join(detected)} "
+                f"blocked but {rest}, and the tunnel may use a port that works ({said}{undecided})"))]
+        caveat = (" (tunnel component unknown: every tunnel port failed from this node, so whichever "
+                  "component runs, its port is blocked)")
     if detected:
         return [NodeOutcome(node.name, Status.DETECTED, f"{p}: {v.detail}{caveat}", v.remediation, v.subject)
                 for p, v in detected.items()]
