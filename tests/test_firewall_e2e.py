@@ -8,7 +8,7 @@ at 10.0.1.4; the node subnet's route table sends 0.0.0.0/0 there.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -47,8 +47,9 @@ def _deny_443_group() -> dict[str, Any]:
              "destinationAddresses": ["*"], "destinationPorts": ["443"]}]}]}
 
 
-def scenario(firewall: dict[str, Any] | None, *, next_hop: str = "10.0.1.4", policies: list[dict[str, Any]] = (),
-             ip_groups: list[dict[str, Any]] = (), node: dict[str, Any] | None = None) -> dict[str, Any]:
+def scenario(firewall: dict[str, Any] | None, *, next_hop: str = "10.0.1.4",
+             policies: Sequence[dict[str, Any]] = (), ip_groups: Sequence[dict[str, Any]] = (),
+             node: dict[str, Any] | None = None) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": "aks-spoke", "resourceGroup": "rg-spoke", "location": "eastus",
         "outboundType": "userDefinedRouting",
@@ -88,7 +89,7 @@ def test_policy_that_allows_aks_with_a_probe_is_clear(emulator: Callable[..., Em
     """Parent policy + child policy, the node subnet in an IP group, groups listed one per page."""
     nodes_group = {"name": "ipg-aks-nodes", "resourceGroup": "rg-hub", "ipAddresses": ["10.20.0.0/22"]}
     group_id = f"/subscriptions/{SUB}/resourceGroups/rg-hub/providers/Microsoft.Network/ipGroups/ipg-aks-nodes"
-    policies = [
+    policies: list[dict[str, Any]] = [
         {"name": BASE, "resourceGroup": "rg-hub", "threatIntelMode": "Deny", "ruleCollectionGroups": [
             {"name": "platform", "priority": 100, "ruleCollections": [
                 {"name": "dns", "priority": 100, "action": "Allow", "rules": [
