@@ -130,3 +130,19 @@ def test_forbidden_avnm_is_unknown(emulator: Callable[..., Emulator]) -> None:
 
 def _node_names(emu: Emulator) -> list[str]:
     return [n.name for c in emu.state.fleet.clusters for n in c.nodes]
+
+
+def test_forbidden_vnet_is_unknown(emulator: Callable[..., Emulator]) -> None:
+    emu = emulator(fleet([DENY_FROM_POOLB]))
+    emu.faults.add(403, operation="VirtualNetworks.Get", count=None)
+    found = nsg_cause(run(emu))
+    assert found["status"] == "unknown", found
+    assert "403" in found["reason"]
+
+
+def test_every_nsg_forbidden_is_unknown(emulator: Callable[..., Emulator]) -> None:
+    emu = emulator(fleet([]))
+    emu.faults.add(403, operation="NetworkSecurityGroups.Get", count=None)
+    found = nsg_cause(run(emu))
+    assert found["status"] == "unknown", found
+    assert "403" in found["reason"]

@@ -250,3 +250,33 @@ def test_managed_nat_gateway_fix_raises_the_managed_count(emulator: Callable[...
     assert found["status"] == "detected", found
     assert commands(found) == [
         "az aks update --resource-group rg-snat --name aks-mnat --nat-gateway-managed-outbound-ip-count 3"]
+
+
+# ------------------------------------------------------------------ partial inputs through the real SDK
+
+
+def test_zero_allocated_ports_under_the_default_table_is_unknown(emulator: Callable[..., Emulator]) -> None:
+    cluster = lb_cluster("aks-zero", {"managedOutboundIPCount": 1}, failed=0.0)
+    cluster["loadBalancerProfile"]["allocatedOutboundPorts"] = 0
+    cluster["metrics"]["loadBalancer"] = lb_series(0.0, used=10.0, allocated=0.0)
+    emulator(fleet(cluster))
+    found = snat("aks-zero")
+    assert found["status"] == "unknown", found
+    assert "0 allocated SNAT ports" in found["reason"]
+
+
+def test_missing_connection_metric_is_unknown(emulator: Callable[..., Emulator]) -> None:
+    cluster = lb_cluster("aks-nodata", {"managedOutboundIPCount": 1}, failed=0.0)
+    cluster["metrics"]["loadBalancer"] = [s for s in lb_series(0.0) if s["name"] != "SnatConnectionCount"]
+    emulator(fleet(cluster))
+    found = snat("aks-nodata")
+    assert found["status"] == "unknown", found
+    assert "SnatConnectionCount" in found["reason"]
+
+
+def test_throttled_metrics_past_retries_are_unknown(emulator: Callable[..., Emulator]) -> None:
+    emu = emulator(fleet(lb_cluster("aks-throttled", {"managedOutboundIPCount": 1}, failed=0.0)))
+    emu.faults.add(429, operation="Metrics.List", count=None, retry_after=1)
+    found = snat("aks-throttled")
+    assert found["status"] == "unknown", found
+    assert "429" in found["reason"]
