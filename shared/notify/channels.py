@@ -17,6 +17,8 @@ from shared.notify.message import Notification
 from shared.notify.slack import build_slack_payload
 from shared.notify.teams import build_teams_payload
 from shared.notify.urls import parse_allowed_hosts, redact, validate_webhook_url
+from shared.redaction import register as register_secrets
+from shared.redaction import url_secrets
 
 ChannelName = Literal["teams", "slack", "webhook"]
 
@@ -42,6 +44,8 @@ class Channel:
     secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        # From now on these never appear in a log record, span, stored error or exception text we emit.
+        register_secrets((*url_secrets(self.url), self.secret))
         if self.name == "webhook" and not self.secret:
             raise ValueError(f"the generic webhook channel needs a secret ({WEBHOOK_SECRET_SETTING})")
 

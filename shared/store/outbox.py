@@ -39,6 +39,7 @@ from azure.data.tables import UpdateMode
 from shared.notify.channels import Channel
 from shared.notify.delivery import backoff_delay, deliver
 from shared.notify.message import from_json
+from shared.redaction import redact_text
 from shared.store.connection import Store
 from shared.store.keys import join_key, join_property, key_part, odata_literal, split_property, truncate_text
 
@@ -87,7 +88,7 @@ _SECRETISH = re.compile(r"(?i)\b(sig|signature|code|key|token|secret|password)=[
 
 def scrub(error: str | None) -> str:
     """Error text safe to store and log: URLs (webhook URLs are credentials) and key=value secrets go."""
-    text = _SECRETISH.sub(r"\1=<redacted>", _URL.sub("<url>", error or ""))
+    text = _SECRETISH.sub(r"\1=<redacted>", _URL.sub("<url>", redact_text(error or "")))
     return truncate_text(text, _ERROR_BUDGET)
 
 
