@@ -245,3 +245,22 @@ def test_dimension_names_in_lower_case_are_matched() -> None:
         {"metadatavalues": [{"name": {"value": "connectionstate"}, "value": "Failed"}],
          "data": [{"total": 3.0}, {"total": 4.0}]}]}]}
     assert rest.metric_series(failed, "SnatConnectionCount", "ConnectionState") == {"failed": [3.0, 4.0]}
+
+
+def test_official_nat_gateway_example_keeps_ips_and_prefixes() -> None:
+    """NatGatewayGet.json has one IP and one prefix: the fix adds an IP and keeps both lists as they are."""
+    body = json.loads((FIXTURES / "Network" / "2024-07-01" / "NatGatewayGet.json").read_text())["responses"]["200"][
+        "body"]
+    ip_ids, prefix_ids = rest.nat_gateway_public_ips(body)
+    assert [i.rsplit("/", 1)[-1] for i in ip_ids] == ["PublicIpAddress1"]
+    assert [i.rsplit("/", 1)[-1] for i in prefix_ids] == ["PublicIpPrefix1"]
+    gateway = nat("test-natGateway", 5, source_id=body["id"], public_ip_ids=ip_ids, public_ip_prefix_ids=prefix_ids,
+                  outbound_ip_count=3)
+    result = run_cause(CAUSE, nat_snapshot(gateway))
+    new = "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/publicIPAddresses/test-natGateway-pip-2"
+    assert az(result) == [
+        "az network public-ip create --resource-group rg1 --name test-natGateway-pip-2 --location westeurope "
+        "--sku Standard --allocation-method Static --version IPv4",
+        f"az network nat gateway update --resource-group rg1 --name test-natGateway --public-ip-addresses "
+        f"{ip_ids[0]} {new}",
+    ]
