@@ -59,6 +59,9 @@ class Subnet:
     prefixes: tuple[str, ...]
     nsg_id: str | None = None
     route_table_id: str | None = None
+    # Services the subnet is delegated to (e.g. Microsoft.ContainerService/managedClusters: an API Server
+    # VNet Integration subnet).
+    delegations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -228,3 +228,20 @@ def test_only_the_node_whose_nic_nsg_denies_is_affected() -> None:
     result = nsg_result(snap)
     assert result.status is Status.DETECTED
     assert result.affected == {deny.id: (odd.name,)}
+
+
+def test_vnet_facts_read_subnet_delegations_and_the_delegated_subnet_is_found() -> None:
+    from shared.azure.egress_ips import delegated_subnet
+
+    vnet = rest.vnet_facts({"id": VNET, "properties": {"addressSpace": {"addressPrefixes": ["10.224.0.0/12"]},
+                                                      "subnets": [
+        {"id": f"{VNET}/subnets/aks-subnet", "properties": {"addressPrefix": "10.224.0.0/16"}},
+        {"id": API_SUBNET, "properties": {"addressPrefix": API_PREFIX, "delegations": [
+            {"name": "aks", "properties": {"serviceName": "Microsoft.ContainerService/managedClusters"}}]}}]}})
+    subnets = {s.id.lower(): s for s in vnet.subnets}
+    assert subnets[API_SUBNET.lower()].delegations == ("Microsoft.ContainerService/managedClusters",)
+    found = delegated_subnet(subnets)
+    assert found is not None
+    assert found.id == API_SUBNET
+    twice = {**subnets, "other": replace(subnets[API_SUBNET.lower()], id=f"{VNET}/subnets/other")}
+    assert delegated_subnet(twice) is None  # two candidates: no guess

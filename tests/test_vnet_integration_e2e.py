@@ -95,3 +95,13 @@ def test_azure_cni_overlay_keeps_the_tunnel_causes(emulator: Callable[..., Emula
     for tunnel_cause in ("egress-tunnel-port-blocked", "konnectivity-agent-unhealthy"):
         result = cause(found, tunnel_cause)
         assert "VNet Integration: the API server reaches" not in result["summary"], result
+
+
+def test_managed_vnet_api_server_subnet_is_found_by_its_delegation(emulator: Callable[..., Emulator]) -> None:
+    """AKS-managed VNet: no subnetId is reported, so the subnet delegated to AKS in the node VNet is used."""
+    emu = emulator(ACCESS_SCENARIO)
+    found = run(emu, "aks-vnet-managed")
+    nsg = cause(found, "nsg-blocks-10250")
+    assert nsg["status"] == "clear", nsg
+    assert any(e["resource"].endswith("/subnets/aks-apiserver-subnet") for e in nsg["evidence"])
+    assert cause(found, "egress-tunnel-port-blocked")["status"] == "not_applicable"

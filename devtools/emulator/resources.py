@@ -338,6 +338,12 @@ def subnet_json(vnet: VnetSpec, subnet: SubnetSpec) -> Json:
         props["routeTable"] = ref(subnet.route_table_id)
     if subnet.nat_gateway_id:
         props["natGateway"] = ref(subnet.nat_gateway_id)
+    if subnet.delegations:
+        props["delegations"] = [{"name": f"delegation-{i}", "id": f"{subnet.id}/delegations/delegation-{i}",
+                                 "type": "Microsoft.Network/virtualNetworks/subnets/delegations",
+                                 "properties": {"serviceName": service, "provisioningState": "Succeeded",
+                                                "actions": ["Microsoft.Network/virtualNetworks/subnets/join/action"]}}
+                                for i, service in enumerate(subnet.delegations)]
     return {"id": subnet.id, "name": subnet.name, "etag": etag(subnet.id),
             "type": "Microsoft.Network/virtualNetworks/subnets", "properties": props}
 

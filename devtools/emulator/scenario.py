@@ -74,6 +74,7 @@ class SubnetSpec:
     nsg_id: str | None = None
     route_table_id: str | None = None
     nat_gateway_id: str | None = None
+    delegations: tuple[str, ...] = ()  # e.g. Microsoft.ContainerService/managedClusters (API server subnet)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Scenario format (camelCase, Azure's own spelling wherever Azure has a word for i
         "private": false, "outboundType": "loadBalancer", "tunnel": "konnectivity",
         "loadBalancerProfile": {"allocatedOutboundPorts": 0, "managedOutboundIPCount": 1},
         "vnet": {"name", "resourceGroup", "addressSpace": [...], "peerings": [{"name", "remoteAddressSpace"}],
-                 "subnets": [{"name", "addressPrefix", "nsg", "routeTable", "natGateway"}]},   # omit: AKS VNet
+                 "subnets": [{"name", "addressPrefix", "nsg", "routeTable", "natGateway", "delegations"}]},   # omit: AKS VNet
         "nsgs": [{"name", "resourceGroup", "rules": [<ARM security rule>]}], "nodeNsgRules": [...],
         "nicNsg": true, "routeTables": [{"name", "resourceGroup", "routes": [<ARM route>]}],
         "firewall": {"name", "resourceGroup", "privateIp", "networkRuleCollections", "applicationRuleCollections",
@@ -90,6 +90,7 @@ NAT_TYPE = "Microsoft.Network/natGateways"
 LB_TYPE = "Microsoft.Network/loadBalancers"
 PIP_TYPE = "Microsoft.Network/publicIPAddresses"
 PREFIX_TYPE = "Microsoft.Network/publicIPPrefixes"
+AKS_DELEGATION = "Microsoft.ContainerService/managedClusters"
 
 TUNNEL_CONTAINERS = {"konnectivity": "konnectivity-agent", "tunnel-front": "tunnel-front", "aks-link": "aks-link"}
 _ARM_NODE_KEYS = {"index", "ip", "powerState", "outputLost", "zone", "running"}
@@ -211,7 +212,9 @@ class _FleetBuilder:
             self._nat_gateway(where, "userAssignedNATGateway", extra, own_metrics=True)
 
         custom_vnet = "vnet" in raw
-        vnet = self._vnet(where, raw.get("vnet"), node_nsg.id, nat_id if outbound == "managedNATGateway" else None)
+        vnet = self._vnet(where, _delegate_api_subnet(raw), node_nsg.id,
+                          nat_id if outbound == "managedNATGateway" else None,
+                          vnet_integration=bool(raw.get("apiServerAccessProfile", {}).get("enableVnetIntegration")))
         nic_nsg_id = node_nsg.id if raw.get("nicNsg", custom_vnet) else None
 
         lb_profile = raw.get("loadBalancerProfile", {})
@@ -362,15 +365,21 @@ class _FleetBuilder:
                                                              _stable_address(ip_id)))
         return spec.id
 
-    def _vnet(self, where: _Where, raw: JsonDict | None, node_nsg_id: str, managed_nat_id: str | None) -> VnetSpec:
+    def _vnet(self, where: _Where, raw: JsonDict | None, node_nsg_id: str, managed_nat_id: str | None, *,
+              vnet_integration: bool = False) -> VnetSpec:
         sub_id, rg, node_rg, hash8, location = where.sub_id, where.rg, where.node_rg, where.hash8, where.location
         if raw is None:  # AKS-managed VNet in the node resource group, node NSG on the subnet
             name = f"aks-vnet-{hash8}"
             subnet = SubnetSpec(id=naming.subnet_id(sub_id, node_rg, name, "aks-subnet"), name="aks-subnet",
                                 prefix="10.224.0.0/16", nsg_id=node_nsg_id, nat_gateway_id=managed_nat_id)
+            managed: tuple[SubnetSpec, ...] = (subnet,)
+            if vnet_integration:  # AKS adds its delegated API server subnet (not reported as subnetId)
+                managed += (SubnetSpec(id=naming.subnet_id(sub_id, node_rg, name, "aks-apiserver-subnet"),
+                                       name="aks-apiserver-subnet", prefix="10.225.0.0/28",
+                                       delegations=(AKS_DELEGATION,)),)
             spec = VnetSpec(id=naming.resource_id(sub_id, node_rg, VNET_TYPE, name), name=name,
                             resource_group=node_rg, location=location, address_space=("10.224.0.0/12",),
-                            subnets=(subnet,))
+                            subnets=managed)
         else:
             vnet_rg = raw.get("resourceGroup", rg)
             name = raw["name"]
@@ -402,7 +411,8 @@ class _FleetBuilder:
         nat_id = ref("natGateway", NAT_TYPE, self.nat_gateways) or managed_nat_id
         return SubnetSpec(id=naming.subnet_id(sub_id, vnet_rg, vnet, raw["name"]), name=raw["name"],
                           prefix=raw["addressPrefix"], nsg_id=ref("nsg", NSG_TYPE, self.nsgs),
-                          route_table_id=ref("routeTable", RT_TYPE, self.route_tables), nat_gateway_id=nat_id)
+                          route_table_id=ref("routeTable", RT_TYPE, self.route_tables), nat_gateway_id=nat_id,
+                          delegations=tuple(raw.get("delegations", ())))
 
     def _load_balancer(self, where: _Where, ip_count: int, allocated: int, idle: int) -> LoadBalancerSpec:
         lb_id = naming.resource_id(where.sub_id, where.node_rg, LB_TYPE, "kubernetes")
@@ -532,6 +542,16 @@ def _api_server(dns_prefix: str, hash8: str, location: str, private: bool, vnet:
                              private_fqdn=f"{dns_prefix}-{hash8}.{guid}.privatelink.{location}.azmk8s.io")
     value = int(hash8)
     return ApiServerSpec(fqdn=fqdn, ip=f"20.{50 + value % 100}.{(value // 100) % 256}.{(value // 25600) % 254 + 1}")
+
+
+def _delegate_api_subnet(raw: JsonDict) -> JsonDict | None:
+    """The scenario's VNet with the API server subnet delegated to AKS, as API Server VNet Integration requires."""
+    vnet = raw.get("vnet")
+    name = raw.get("apiServerAccessProfile", {}).get("subnet")
+    if vnet is None or not name:
+        return vnet
+    return {**vnet, "subnets": [{**s, "delegations": sorted({*s.get("delegations", ()), AKS_DELEGATION})}
+                                if s["name"] == name else s for s in vnet["subnets"]]}
 
 
 def _stable_address(resource_id: str) -> str:

@@ -173,6 +173,15 @@ def api_server_subnet(
     return subnet, nsg, None
 
 
+AKS_DELEGATION = "microsoft.containerservice/managedclusters"
+
+
+def delegated_subnet(subnets: Mapping[str, Subnet]) -> Subnet | None:
+    """The one subnet of the node VNets delegated to AKS (the API server subnet), or None if not exactly one."""
+    found = {norm(s.id): s for s in subnets.values() if AKS_DELEGATION in {d.lower() for d in s.delegations}}
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
 def with_access(snapshot: ClusterSnapshot, facts: rest.ClusterFacts) -> ClusterSnapshot:
     """The access facts read from the cluster itself (no I/O): authorized ranges and VNet integration."""
     access = facts.access or rest.AccessFacts()
@@ -194,6 +203,10 @@ def add_access(collector: Collector, snapshot: ClusterSnapshot, facts: rest.Clus
         changes["egress_ips"] = collect_egress_ips(
             collector, snapshot.subscription_id, facts, nat_by_subnet=nat_by_subnet,
             node_subnet_ids={n.subnet_id for n in nodes}, firewall=snapshot.firewall)
+    if snapshot.api_server_vnet_integration and not snapshot.api_server_subnet_id:
+        found = delegated_subnet(snapshot.subnets)  # managed VNet: AKS does not report its API server subnet
+        if found is not None:
+            snapshot = replace(snapshot, api_server_subnet_id=found.id)
     if snapshot.api_server_vnet_integration and snapshot.api_server_subnet_id and NETWORK in parts:
         subnet, nsg, error = api_server_subnet(collector, snapshot.subscription_id, snapshot.api_server_subnet_id,
                                                snapshot.subnets)

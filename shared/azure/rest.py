@@ -333,6 +333,8 @@ def vnet_facts(vnet: JSON) -> VnetFacts:
             prefixes=_prefixes(sp, "addressPrefix", "addressPrefixes"),
             nsg_id=(sp.get("networkSecurityGroup") or {}).get("id"),
             route_table_id=(sp.get("routeTable") or {}).get("id"),
+            delegations=tuple(str(sn) for d in _list(sp.get("delegations"))
+                              if (sn := props(d).get("serviceName"))),
         ))
         if (sp.get("natGateway") or {}).get("id"):
             nat[norm(sid)] = sp["natGateway"]["id"]

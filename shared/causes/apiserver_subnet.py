@@ -71,7 +71,8 @@ def check(snapshot: ClusterSnapshot) -> ApiSubnetCheck | None:
         return None
     if not snapshot.api_server_subnet_id:
         return ApiSubnetCheck(reason="API Server VNet Integration is on but the cluster reports no API server "
-                                     "subnet (AKS-managed VNet): its NSG rules cannot be checked")
+                                     "subnet and not exactly one subnet of the node VNets is delegated to AKS: the "
+                                     "API server subnet's NSG rules cannot be checked")
     for piece in (snapshot.nodes, snapshot.nsgs, snapshot.admin_rules):
         if isinstance(piece, Unavailable):
             return ApiSubnetCheck(reason=piece.reason)
