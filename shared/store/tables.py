@@ -18,6 +18,8 @@ checkpoints     PK = kind (`activitylog`, `cycle`), RK = subscription id or chec
 outbox          PK = channel name (`teams`, `slack`, `webhook`)
                 RK = notification id (sha256 of findingId, event, lastSeen; see shared.notify.message)
                 Re-queuing is a no-op and channels never share retry state.
+                Pending index: PK = `~pending`, RK = `<channel>|<notification id>`, one row per pending row,
+                so the dispatcher reads one partition instead of scanning the table (see outbox.py).
 cluster status  PK = cluster key, RK = check family (`snat`, `nsg`, `probe`): latest report JSON (split over
                 properties when long), verdict, checked_at.
 diagnoses       PK = request id (32 hex), RK = "": status pending/done/failed and the report JSON.
