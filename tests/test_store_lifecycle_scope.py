@@ -212,6 +212,10 @@ def test_coverage_is_stored_on_the_finding(store: Store) -> None:
     reconcile(store, CLUSTER, [ufw(blocked("node-a", RULE_1))], T0 + timedelta(minutes=5),
               coverage="probed 5 of 5 nodes in pool nodepool1")
     assert list_findings(store)[0].coverage == "probed 5 of 5 nodes in pool nodepool1"
+    # The report's own coverage object is accepted as is.
+    report_coverage = {"probes": "sample", "pools": [{"pool": "nodepool1", "probed": 2, "nodes": 10}]}
+    reconcile(store, CLUSTER, [ufw(blocked("node-a", RULE_1))], T0 + timedelta(minutes=10), coverage=report_coverage)
+    assert list_findings(store)[0].coverage == "sample: nodepool1 2/10 nodes probed"
 
 
 class _FindingsRacedByAResolver:

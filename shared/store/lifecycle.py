@@ -186,16 +186,16 @@ def _verdict_for_undetected(cause: str, results: Sequence[CauseResult],
 
 def reconcile(store: Store, cluster: ClusterRef, results: Sequence[CauseResult], checked_at: datetime, *,
               reminder_interval: timedelta = DEFAULT_REMINDER_INTERVAL,
-              coverage: str | None = None) -> ReconcileOutcome:
+              coverage: str | Mapping[str, Any] | None = None) -> ReconcileOutcome:
     """Applies one cycle's results for one cluster; safe to repeat and to race (see module doc).
 
     One finding per (cause, subject): the subject is the thing to fix, and the nodes it affects are
     stored with it (`affected`), updated in place as they change, without a new `detected` alert.
-    `coverage` (the report's probe coverage, e.g. nodes probed of nodes per pool) is stored on every
-    finding this run writes.
+    `coverage` (the report's probe coverage, nodes probed of nodes per pool: `report["coverage"]` as
+    is, or a line of text) is stored on every finding this run writes.
     """
     cycle = _Cycle(cluster, cluster_key(cluster.id), format_utc(checked_at), checked_at, reminder_interval,
-                   coverage)
+                   _coverage_text(coverage))
     partition = f"PartitionKey eq {odata_literal(cycle.pk)}"
     rows = {e["RowKey"]: e for e in store.findings.query_entities(partition)}
     for row_key, entity in list(rows.items()):  # finish what a crashed run committed but never relayed
@@ -401,6 +401,14 @@ def _subject_evidence(seen: _Detected, affected: Sequence[str]) -> tuple[Evidenc
     scope = {seen.subject.lower(), *(a.lower() for a in affected)}
     mine = tuple(e for e in evidence if e.resource.lower() in scope)
     return mine or evidence
+
+
+def _coverage_text(coverage: str | Mapping[str, Any] | None) -> str | None:
+    if coverage is None or isinstance(coverage, str):
+        return coverage
+    from shared.report import coverage_text
+
+    return coverage_text(dict(coverage))
 
 
 def _set_coverage(row: dict[str, Any], cycle: _Cycle) -> None:
