@@ -133,7 +133,8 @@ def test_firewall_unreadable_is_unknown(emulator: Callable[..., Emulator]) -> No
     emu.faults.add(403, operation="AzureFirewalls.Get", count=None)
     result = cause_of(run(emu, "aks-udr"))
     assert result["status"] == "unknown", result
-    assert "firewall" in result["reason"].lower()
+    assert "egress device" in result["reason"]
+    assert "403" in result["reason"]
 
 
 def test_not_applicable_without_ranges_and_on_private_clusters(emulator: Callable[..., Emulator]) -> None:

@@ -82,7 +82,7 @@ def collect_egress_ips(
             return Unavailable("outboundType userDefinedRouting without an Azure Firewall on the node subnets' "
                                "default route: the egress device and its public IPs are unknown")
         if isinstance(firewall, Unavailable):
-            return Unavailable(f"the egress firewall could not be read: {firewall.reason}")
+            return Unavailable(f"the egress device on the default route could not be judged: {firewall.reason}")
         if not firewall.public_ip_ids:
             return Unavailable(f"Azure Firewall {last_name(firewall.id)} lists no public IP configuration")
         for ip_id in firewall.public_ip_ids:
