@@ -190,7 +190,7 @@ def test_page_repeats_a_valid_key_on_asset_urls_and_drops_anything_else(tmp_path
     assert "<script>alert" not in hostile
     assert 'src="/api/dashboard/app.js"' in hostile
     headers = plain.headers
-    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert "script-src 'self' 'unsafe-eval';" in headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert headers["Referrer-Policy"] == "no-referrer"
     assert headers["X-Content-Type-Options"] == "nosniff"
