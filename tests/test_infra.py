@@ -694,6 +694,15 @@ def test_manifest_pins_named_reads_to_the_objects_the_code_reads() -> None:
     assert role["metadata"]["namespace"] == kube_collect.NAMESPACE
 
 
+def test_deploy_guide_names_every_custom_role_for_a_manually_added_subscription() -> None:
+    """docs/deploy.md's CLI steps for adding a subscription must assign every custom role the Bicep defines."""
+    guide = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+    roles = variable(module("custom-roles.bicep"), "customRoles")
+    for key, role in roles.items():
+        name = str(role["roleName"]).replace("${environmentName}", "$ENV")
+        assert f'"{name}"' in guide, f"docs/deploy.md does not assign custom role {unquote(key)} ({name})"
+
+
 def test_host_storage_and_telemetry_roles() -> None:
     assert role_guids_assigned(module("host-rbac.bicep")) == {
         STORAGE_BLOB_DATA_OWNER, STORAGE_QUEUE_DATA_CONTRIBUTOR, STORAGE_TABLE_DATA_CONTRIBUTOR,
