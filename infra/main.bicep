@@ -81,6 +81,15 @@ param outboxRetentionDays int = 7
 @description('SNAT_SAMPLE_RETENTION_DAYS: how long the fleet page keeps per-check SNAT samples for its chart.')
 param snatSampleRetentionDays int = 7
 
+@description('Put Entra ID sign-in (App Service Authentication, authsettingsV2) in front of the fleet page and the API, on top of the function key. Off by default.')
+param enableEntraSignIn bool = false
+
+@description('Application (client) id of the Entra ID app registration users sign in to (required with enableEntraSignIn).')
+param entraClientId string = ''
+
+@description('Name of an app setting that holds the registration\'s client secret; empty = ID-token sign-in without a secret.')
+param entraClientSecretSettingName string = ''
+
 @minValue(1)
 @maxValue(100)
 @description('PROBE_SAMPLE_PER_POOL: nodes probed per pool and cycle when NODE_PROBES=sample.')
@@ -257,6 +266,9 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainerName: deploymentContainerName
     appInsightsConnectionString: monitoring.outputs.connectionString
     maximumInstanceCount: maximumInstanceCount
+    enableEntraSignIn: enableEntraSignIn
+    entraClientId: entraClientId
+    entraClientSecretSettingName: entraClientSecretSettingName
     monitorSettings: {
       MONITOR_SUBSCRIPTIONS: join(monitoredIds, ',')
       ARM_ENDPOINT: armEndpoint

@@ -17,6 +17,18 @@ param maximumInstanceCount int
 param monitorSettings object
 param secretSettings object
 
+@description('Put Entra ID sign-in (App Service Authentication) in front of every HTTP route: the fleet page and the API. Timers and queue workers are not affected. The function key is still required as well.')
+param enableEntraSignIn bool = false
+
+@description('Application (client) id of the Entra ID app registration users sign in to; required when enableEntraSignIn.')
+param entraClientId string = ''
+
+@description('Tenant whose users may sign in (default: the deployment tenant).')
+param entraTenantId string = tenant().tenantId
+
+@description('Name of the app setting holding the registration\'s client secret (empty: sign-in with ID tokens only, no secret).')
+param entraClientSecretSettingName string = ''
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
   location: location
@@ -114,6 +126,50 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: union(monitorSettings, secretSettings, platformSettings)
+}
+
+// Optional Entra ID sign-in for the fleet page and the API. With it, a browser is sent to the tenant's login page
+// and a script presents a bearer token for the app registration; the page and API stay GET-only reads either way.
+var entraRegistration = union({
+  openIdIssuer: '${environment().authentication.loginEndpoint}${entraTenantId}/v2.0'
+  clientId: entraClientId
+}, empty(entraClientSecretSettingName) ? {} : {
+  clientSecretSettingName: entraClientSecretSettingName
+})
+
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (enableEntraSignIn) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: entraRegistration
+        validation: {
+          allowedAudiences: [
+            'api://${entraClientId}'
+            entraClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: true
+      }
+    }
+  }
 }
 
 output name string = site.name
