@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from shared.functions import context
-from shared.functions.housekeeping import run_housekeeping
+from shared.functions import context, ncrontab
+from shared.functions.housekeeping import SCHEDULE, run_housekeeping
 from shared.model import CauseId, CauseResult, Status
 from shared.monitor.cycle import Monitor
 from shared.notify.message import ClusterRef
@@ -196,3 +196,4 @@ def test_the_timer_uses_the_retention_setting(store: Store) -> None:
     finally:
         context.reset()
     assert list_outbox(store) == []
+    assert ncrontab.parse(SCHEDULE).hours == frozenset({3})  # daily, at night
