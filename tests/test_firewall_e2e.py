@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from devtools.emulator.arm import Emulator
+from devtools.emulator.nodebridge import node_state
 from shared.azure.clients import ArmClients
 from shared.diagnose import Diagnosis, diagnose
 from shared.settings import Settings
 from tests.emulator_fixtures import emulator_fixture  # noqa: F401 (fixture)
+from tests.netns_lab import netns_unavailable_reason
 
 SUB = "3f1a2b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b"
 EGRESS = "egress-tunnel-port-blocked"
@@ -203,3 +206,50 @@ def test_forbidden_policy_read(emulator: Callable[..., Emulator], operation: str
     unprobed = egress_of(run(emu, probes=False))
     assert unprobed["status"] == "unknown", unprobed
     assert "403" in unprobed["reason"]
+
+
+# ------------------------------------------------------------------ real node namespaces (root only)
+
+
+@pytest.fixture
+def kernel(emulator: Callable[..., Emulator]) -> Callable[..., Emulator]:
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"kernel test skipped: {reason}")
+    return lambda scn: emulator(scn, prefer_kernel=True)
+
+
+def _nodes(emu: Emulator) -> list[str]:
+    return [n.name for n in emu.state.fleet.clusters[0].nodes]
+
+
+@pytest.mark.kernel
+def test_tls_inspection_on_the_path_is_detected_from_the_node(kernel: Callable[..., Emulator]) -> None:
+    """The hub's proxy answers 443 with another CA's certificate and no ALPN: TCP reaches, Konnectivity breaks."""
+    policies = [{"name": CHILD, "resourceGroup": "rg-hub", "ruleCollectionGroups": [_allow_aks_group()]}]
+    emu = kernel(scenario({"firewallPolicy": CHILD}, policies=policies))
+    for name in _nodes(emu):
+        ref = emu.state.node_by_name(name)
+        assert ref is not None
+        emu.state.update_node(replace(node_state(ref.node), tls_inspected=True))
+    found = run(emu, probes=True)
+    cause = egress_of(found)
+    assert cause["status"] == "detected", cause
+    assert "Contoso TLS Inspection" in text_of(cause)
+    assert any("TLS inspection" in r for r in cause["remediation"])
+    result = next(r for r in found.results if str(r.id) == EGRESS)
+    assert result.subjects == (_policy_id(CHILD),)  # the firewall on the path is what to fix
+
+
+@pytest.mark.kernel
+def test_aks_link_udp_dropped_is_unknown_and_answered_is_clear(kernel: Callable[..., Emulator]) -> None:
+    dropped = scenario(None, next_hop="10.20.8.4", node={"egressBlocked": ["udp/1194"], "containers": ["aks-link"]})
+    dropped["subscriptions"][0]["clusters"][0]["tunnel"] = "aks-link"
+    emu = kernel(dropped)
+    cause = egress_of(run(emu, probes=True))
+    assert cause["status"] == "unknown", cause
+    assert "silence proves nothing" in cause["reason"]
+    for name in _nodes(emu):
+        emu.state.patch_node_sim(name, egressBlocked=[])
+    answered = egress_of(run(emu, probes=True))
+    assert answered["status"] == "clear", answered
