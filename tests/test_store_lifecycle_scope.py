@@ -257,3 +257,13 @@ def test_reopening_keeps_pending_markers_of_the_row(store: Store) -> None:
         ("detected", 1), ("resolved", 1), ("detected", 2)]
     for channel in CHANNELS:
         assert [i.event for i in list_outbox(store, channel=channel)] == ["detected", "resolved", "detected"]
+
+
+def test_a_scope_cut_to_fit_the_row_keeps_the_finding_open_while_anything_is_unchecked(store: Store) -> None:
+    nodes = [f"aks-verylongpoolname-{i:05d}-vmss-with-a-long-suffix" for i in range(600)]  # > 16 KB of names
+    reconcile(store, CLUSTER, [ufw(*(blocked(n, RULE_1) for n in nodes))], T0)
+    (finding,) = list_findings(store)
+    assert 0 < len(finding.affected) < len(nodes)  # the stored list was cut
+    later = ufw(*(fine(n) for n in nodes[:-1]), failed(nodes[-1]), blocked("other", RULE_2))
+    assert reconcile(store, CLUSTER, [later], T0 + timedelta(minutes=5)).resolved == []
+    assert by_subject(store, "open")[RULE_1] == "open"

@@ -82,6 +82,12 @@ def affected_from_json(text: str | None) -> tuple[str, ...]:
     return tuple(str(i) for i in items if isinstance(i, str) and not i.startswith(TRUNCATION_MARKER))
 
 
+def affected_complete(text: str | None) -> bool:
+    """Whether the stored scope lists every affected node / flow (a cut list cannot bound the scope)."""
+    items = json.loads(text) if text else []
+    return bool(items) and not any(isinstance(i, str) and i.startswith(TRUNCATION_MARKER) for i in items)
+
+
 def remediation_to_json(remediation: Sequence[str]) -> str:
     return fit_json_list(list(remediation), REMEDIATION_BUDGET)
 

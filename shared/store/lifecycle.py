@@ -52,6 +52,7 @@ from shared.store.findings import (
     TITLE_BUDGET,
     Finding,
     FindingEvent,
+    affected_complete,
     affected_from_json,
     affected_to_json,
     bounded,
@@ -160,9 +161,9 @@ def _verdict_for_undetected(cause: str, results: Sequence[CauseResult],
 
     It resolves only when this run was conclusive for everything the finding covers: an `unknown`
     result never resolves anything, and neither does a result (of any status) that lists one of the
-    finding's affected nodes / flows (or its subject) as unchecked. A finding stored without an
-    affected scope (older rows, cluster-wide subjects) stays open while anything at all is unchecked,
-    because nothing says the unchecked piece is outside it.
+    finding's affected nodes / flows (or its subject) as unchecked. A finding stored without a
+    complete affected scope (older rows, cluster-wide subjects, a list cut to fit the row) stays open
+    while anything at all is unchecked, because nothing says the unchecked piece is outside it.
     """
     unknown = [r for r in results if r.status is Status.UNKNOWN]
     if unknown:  # partial knowledge never resolves anything
@@ -170,7 +171,7 @@ def _verdict_for_undetected(cause: str, results: Sequence[CauseResult],
     unchecked = {k: v for r in results for k, v in r.unchecked.items()}
     if unchecked:
         scope = finding_scope(entity)
-        scoped = bool(affected_from_json(entity.get("affected_json")))
+        scoped = affected_complete(entity.get("affected_json"))
         touched = [k for k in unchecked if k.strip().lower() in scope] if scoped else list(unchecked)
         if touched:
             return _Unknown("not checked conclusively in this run: "
