@@ -1,7 +1,7 @@
 """`python -m bench` (make bench): every benchmark, each printing its figures and ratios."""
 
-from bench import bench_dashboard, bench_diagnose, bench_iptables, bench_nsg, bench_scan
+from bench import bench_dashboard, bench_diagnose, bench_iptables, bench_nsg, bench_scan, bench_symptom
 
-for bench in (bench_nsg, bench_iptables, bench_diagnose, bench_scan, bench_dashboard):
+for bench in (bench_nsg, bench_iptables, bench_diagnose, bench_scan, bench_dashboard, bench_symptom):
     bench.main()
     print()

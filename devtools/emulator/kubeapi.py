@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trustme
 
 from devtools.emulator import kubeobjects as objects
-from devtools.emulator.access import agents_locked_out
+from devtools.emulator.access import agents_locked_out, direct_dial
 from devtools.emulator.http_types import ArmError, Request, Response
 from devtools.emulator.nodes import NodeState
 from devtools.emulator.runcommand import RunCommandService
@@ -75,6 +75,7 @@ class KubeApiService:
         self.in_flight = 0
         self.max_in_flight = 0  # the most API calls answered at once (benchmarks and bound checks)
         self._apis: dict[str, _ClusterApi] = {}
+        self._pods: dict[str, tuple[ClusterSpec, float, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="aks-kubeapi-"))
 
@@ -137,6 +138,17 @@ class KubeApiService:
             self._apis[key] = api
             return api
 
+    def pods(self, cluster: ClusterSpec, now: datetime) -> list[dict[str, Any]]:
+        """kube-system's pods, rebuilt when the cluster's spec changes (or after a second: timestamps)."""
+        with self._lock:
+            cached = self._pods.get(cluster.id)
+        if cached is not None and cached[0] is cluster and time.monotonic() - cached[1] < 1.0:
+            return cached[2]
+        pods = objects.pods_json(cluster, now)
+        with self._lock:
+            self._pods[cluster.id] = (cluster, time.monotonic(), pods)
+        return pods
+
     def close(self) -> None:
         with self._lock:
             apis = list(self._apis.values())
@@ -193,7 +205,7 @@ class KubeApiService:
         if namespace != objects.NAMESPACE:
             return _list(f"{resource[:-1].capitalize()}List", [])
         if resource == "pods" and len(parts) == 5:
-            return _list("PodList", objects.selected(objects.pods_json(cluster, now), query.get("labelSelector")))
+            return _list("PodList", objects.selected(self.pods(cluster, now), query.get("labelSelector")))
         if resource == "pods" and len(parts) == 7 and parts[6] == "log":
             if rbac == "no-logs":
                 return _status(403, "Forbidden", f'pods "{parts[5]}" is forbidden: User "{who}" cannot get resource '
@@ -222,7 +234,7 @@ class KubeApiService:
 
     def _log(self, cluster: ClusterSpec, pod_name: str, query: dict[str, str],
              now: datetime) -> tuple[int, str, bytes, dict[str, str]]:
-        pod = next((p for p in objects.pods_json(cluster, now) if p["metadata"]["name"] == pod_name), None)
+        pod = next((p for p in self.pods(cluster, now) if p["metadata"]["name"] == pod_name), None)
         if pod is None:
             return _not_found("pods", pod_name)
         node_name = pod["spec"].get("nodeName")
@@ -252,6 +264,9 @@ class KubeApiService:
         locked_out = agents_locked_out(self.state, cluster)
         if locked_out is not None:  # no agent could connect to the API server at all
             return "no-agent", locked_out
+        direct = direct_dial(self.runcommands.executor_for(cluster), self.runcommands.current_state, cluster, target)
+        if direct is not None:  # API Server VNet Integration: no agents, the API server dials the kubelet
+            return direct
         agents = [p for p in objects.agent_pods(cluster, now) if p.phase == "Running" and p.ready and p.node]
         nodes = {n.name: n for n in cluster.nodes}
         executor = self.runcommands.executor_for(cluster)
@@ -329,6 +344,8 @@ class _KubeServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, a keep-alive client's delayed ACK adds ~40 ms.
+    disable_nagle_algorithm = True
     server: _KubeServer
 
     def log_message(self, format: str, *args: Any) -> None:
