@@ -264,3 +264,14 @@ def test_official_nat_gateway_example_keeps_ips_and_prefixes() -> None:
         f"az network nat gateway update --resource-group rg1 --name test-natGateway --public-ip-addresses "
         f"{ip_ids[0]} {new}",
     ]
+
+
+def test_managed_count_above_aks_limit_is_not_suggested() -> None:
+    pools = (AgentPool("big", SUBNET, 1000, 1000, 10),)
+    snap = replace(lb_snapshot(LoadBalancerProfile(8000, 60, kind="managed", managed_ip_count=60),
+                               lb_metrics(9, outbound_ip_count=60)), pools=pools)
+    result = run_cause(CAUSE, snap)
+    # 16,000 ports x 1,010 nodes = 16,160,000 -> 253 IPs, above 100
+    assert result.status is Status.DETECTED
+    assert az(result) == []
+    assert any("above AKS's limit of 100" in r for r in result.remediation)

@@ -16,6 +16,7 @@ from shared.snapshot import ClusterSnapshot, LoadBalancerProfile, SnatMetrics
 
 NAT_PORTS_PER_IP = 64_512
 NAT_MAX_IPS = 16
+MAX_MANAGED_LB_IPS = 100  # az aks update accepts 1-100 managed outbound IPs
 MAX_PREFIX_ADDRESSES = 16  # a public IP prefix is /28 at most (16 addresses) unless a quota raise allows more
 
 
@@ -25,6 +26,10 @@ def load_balancer_fix(snapshot: ClusterSnapshot, profile: LoadBalancerProfile | 
     aks = f"az aks update --resource-group {snapshot.resource_group} --name {snapshot.name}"
     kind = profile.kind if profile else "managed"
     if kind == "managed":
+        if wanted_ips > MAX_MANAGED_LB_IPS:
+            return (f"{wanted_ips} outbound IPs would be needed for {ports} ports per node, above AKS's limit of "
+                    f"{MAX_MANAGED_LB_IPS} managed outbound IPs: lower the ports per node, spread the workloads, or "
+                    "plan a NAT gateway (its egress IPs differ: update allow-lists first).",)
         return (f"{aks} --load-balancer-managed-outbound-ip-count {wanted_ips} "
                 f"--load-balancer-outbound-ports {ports}",)
     if current_ips is None:
