@@ -403,3 +403,19 @@ def test_live_refresh_keeps_filters_and_scroll(world: dict[str, Any], page: Any)
     for cid, report in reports.items():
         assert {k: v["status"] for k, v in grid[cid]["causes"].items()} == {
             c["id"]: c["status"] for c in report["causes"]}
+
+
+def test_rows_stay_clickable_beside_an_open_detail(world: dict[str, Any], page: Any) -> None:
+    """At Playwright's default viewport a check may click one row after another without closing the detail:
+    the detail sits beside the grid, not over it."""
+    page.set_viewport_size({"width": 1280, "height": 720})
+    open_page(page, world)
+    reports = api_clusters(world)
+    for cid in sorted(reports)[:4]:
+        page.click(f"tr[data-cluster-id='{cid}']", timeout=5_000)
+        page.wait_for_function("id => document.getElementById('detail').dataset.clusterId === id", arg=cid)
+        assert page.text_content("#detail-title").startswith(reports[cid]["cluster"]["name"])
+        assert page.url.endswith("#cluster=" + reports[cid]["cluster"]["id"])
+    screenshot(page, "dashboard-detail-1280.png")
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#detail")

@@ -568,12 +568,13 @@
     state.selected = id;
     markSelected();
     if (id) renderDetail(true);
-    else $("detail").hidden = true;
+    else { $("detail").hidden = true; document.body.classList.remove("detail-open"); }
   }
 
   function closeDetail() {
     state.selected = null;
     $("detail").hidden = true;
+    document.body.classList.remove("detail-open");
     history.replaceState(null, "", location.pathname + location.search);
     markSelected();
   }
@@ -583,6 +584,7 @@
     const body = $("detail-body");
     const entry = state.entries.get(state.selected);
     aside.hidden = false;
+    document.body.classList.add("detail-open");
     aside.dataset.clusterId = state.selected;
     if (!entry) {
       $("detail-title").textContent = lastSegment(state.selected) || "Cluster";
