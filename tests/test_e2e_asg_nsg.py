@@ -146,3 +146,28 @@ def test_every_nsg_forbidden_is_unknown(emulator: Callable[..., Emulator]) -> No
     found = nsg_cause(run(emu))
     assert found["status"] == "unknown", found
     assert "403" in found["reason"]
+
+
+def test_unresolvable_service_tag_is_unknown_naming_it(emulator: Callable[..., Emulator]) -> None:
+    cloud = {"name": "deny-azurecloud", "priority": 150, "direction": "Inbound", "access": "Deny", "protocol": "Tcp",
+             "sourceAddressPrefix": "AzureCloud", "sourcePortRange": "*", "destinationAddressPrefix": "*",
+             "destinationPortRange": "10250"}
+    emu = emulator(fleet([cloud]))
+    found = nsg_cause(run(emu))
+    assert found["status"] == "unknown", found
+    assert "AzureCloud" in found["reason"]
+    assert {u["subject"] for u in found["unchecked"]} == set(_node_names(emu))
+
+
+def test_unresolvable_tag_for_one_pool_beside_an_asg_deny_is_detected(emulator: Callable[..., Emulator]) -> None:
+    cloud_to_a = {"name": "deny-azurecloud-to-a", "priority": 150, "direction": "Inbound", "access": "Deny",
+                  "protocol": "Tcp", "sourceAddressPrefix": "AzureCloud", "sourcePortRange": "*",
+                  "destinationApplicationSecurityGroups": [{"id": ASG_A}], "destinationPortRange": "10250"}
+    deny_to_b = {**cloud_to_a, "name": "deny-to-b", "priority": 160, "sourceAddressPrefix": "VirtualNetwork",
+                 "destinationApplicationSecurityGroups": [{"id": ASG_B}]}
+    emu = emulator(fleet([cloud_to_a, deny_to_b]))
+    found = nsg_cause(run(emu))
+    assert found["status"] == "detected", found
+    assert "deny-to-b" in found["summary"]
+    unchecked = {u["subject"] for u in found["unchecked"]}
+    assert unchecked == {n for n in _node_names(emu) if "poola" in n}
