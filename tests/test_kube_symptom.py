@@ -110,6 +110,16 @@ def test_logs_forbidden_is_forbidden_per_node_and_not_degraded(emulator: Start) 
     assert cause(found, KONN)["status"] == "clear"  # the agent reads were allowed
 
 
+def test_events_forbidden_makes_the_agent_cause_unknown_but_the_symptom_still_runs(emulator: Start) -> None:
+    emu = emulator(fleet(cluster("aks-noevents", kube={"rbac": "no-events"})))
+    found = run(emu, "aks-noevents")
+    konn = cause(found, KONN)
+    assert konn["status"] == "unknown"
+    assert konn["reason"].startswith("Kubernetes RBAC forbids the monitor's identity (entra-id) reading events in "
+                                     "kube-system: events is forbidden")
+    assert found.report["symptom"]["status"] == "ok"
+
+
 def test_private_cluster_without_line_of_sight_is_unknown(emulator: Start) -> None:
     emu = emulator(fleet(cluster("aks-priv", private=True, kube={"reachable": "private"})))
     found = run(emu, "aks-priv")

@@ -212,6 +212,8 @@ class KubeApiService:
                                                  f'"pods/log" in API group "" in the namespace "{namespace}"')
             return self._log(cluster, parts[5], query, now)
         if resource == "events" and len(parts) == 5:
+            if rbac == "no-events":
+                return _forbidden(who, "list", parts)
             return _list("EventList", objects.events_json(cluster, now))
         if resource == "configmaps" and len(parts) == 6:
             found = objects.configmap_json(cluster) if parts[5] == f"{objects.AGENT}-autoscaler" else None

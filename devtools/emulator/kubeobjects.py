@@ -5,7 +5,8 @@ A scenario cluster may carry a `kube` object (all keys optional):
     "kube": {
       "aad": true,                       # Entra ID cluster (aadProfile); false = local accounts
       "reachable": true,                 # or "private" / "authorized-ranges": the monitor gets no answer
-      "rbac": "allow",                   # or "forbid" (every read 403) / "no-logs" (pods/log 403)
+      "rbac": "allow",                   # or "forbid" (every read 403), "no-logs" (pods/log 403),
+                                         # "no-events" (events 403)
       "ladder": [[1, 2], [100, 3]],      # nodesToReplicas of konnectivity-agent-autoscaler; null = no configmap
       "deploymentReplicas": 2,           # spec.replicas of the konnectivity-agent deployment
       "agents": [{"node": "<name>" | 0, "phase": "Running", "ready": true, "waiting": "CrashLoopBackOff",
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from devtools.emulator.access import tunnel_bypassed
 from devtools.emulator.scenario import ClusterSpec, NodeSpec
 
 Json = dict[str, Any]
@@ -91,7 +93,7 @@ def running_nodes(cluster: ClusterSpec) -> list[NodeSpec]:
 
 
 def agent_pods(cluster: ClusterSpec, now: datetime) -> list[AgentPod]:
-    if cluster.tunnel != "konnectivity":
+    if cluster.tunnel != "konnectivity" or tunnel_bypassed(cluster):  # VNet integration: AKS deploys no agents
         return []
     kube = kube_of(cluster)
     nodes = running_nodes(cluster)
@@ -257,7 +259,7 @@ def configmap_json(cluster: ClusterSpec) -> Json | None:
 
 
 def deployment_json(cluster: ClusterSpec, now: datetime) -> Json | None:
-    if cluster.tunnel != "konnectivity":
+    if cluster.tunnel != "konnectivity" or tunnel_bypassed(cluster):
         return None
     pods = agent_pods(cluster, now)
     replicas = int(kube_of(cluster).get("deploymentReplicas", len(pods)))

@@ -76,17 +76,22 @@ def read_cluster(clients: ArmClients, cluster: dict[str, Any], snapshot: Cluster
         except KubeCallError as exc:
             result = FORBIDDEN if exc.status in (401, 403) else UNREACHABLE
             return _unavailable(snapshot, unreachable_reason(exc, cluster, target), result, opts)
-        view: KubeView | Unavailable
+        chosen = choose_nodes(nodes, opts)
+        symptom: tuple[NodeSymptom, ...]
         daemon_pods: tuple[PodInfo, ...] = ()
-        try:
-            agent = _agent_view(api)
+        try:  # the symptom needs only this list: an unreadable agent view must not stop it
             daemon_pods = tuple(p for p in api.list_pods(NAMESPACE) if p.owner_kind == "DaemonSet")
-            view = KubeView(server=target.server, auth=target.auth, nodes=nodes, agent=agent,
+            symptom = run_symptom(api, chosen, daemon_pods, opts)
+        except KubeCallError as exc:
+            result = FORBIDDEN if exc.status in (401, 403) else UNREACHABLE if exc.status is None else ERROR
+            reason = unreachable_reason(exc, cluster, target)
+            symptom = tuple(NodeSymptom(n.name, result, f"not checked: {reason}") for n in chosen)
+        view: KubeView | Unavailable
+        try:
+            view = KubeView(server=target.server, auth=target.auth, nodes=nodes, agent=_agent_view(api),
                             daemonset_pods=daemon_pods)
         except KubeCallError as exc:
             view = Unavailable(unreachable_reason(exc, cluster, target))
-        symptom = run_symptom(api, choose_nodes(nodes, opts), daemon_pods, opts) if daemon_pods or \
-            not isinstance(view, Unavailable) else Unavailable(view.reason)
     return replace(snapshot, kube=view, symptom=symptom)
 
 
