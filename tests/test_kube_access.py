@@ -17,7 +17,7 @@ from shared.azure.ids import parse_cluster_id
 from shared.kube import access
 from shared.kube.access import AccessError, KeyFiles, KubeTarget
 from shared.kube.classify import classify, status_message
-from shared.kube.client import KubeCallError
+from shared.kube.client import KubeCallError, KubeClient
 from shared.kube.collect import KubeOptions, read_cluster, unreachable_reason
 from shared.settings import Settings
 from shared.snapshot import ClusterSnapshot
@@ -124,13 +124,14 @@ def test_client_key_files_are_private_and_removed() -> None:
 # ------------------------------------------------------------------ bounds, against the emulator
 
 
-def _read(emu_cluster: str, options: KubeOptions) -> ClusterSnapshot:
+def _read(emu_cluster: str, options: KubeOptions, log_timeout: float = 40.0) -> ClusterSnapshot:
     settings = Settings.from_env({**os.environ, "NODE_PROBES": "all"})
     clients = ArmClients(settings)
     try:
         collector = Collector(clients)
         raw = collector.managed_cluster(parse_cluster_id(emu_cluster))
-        return read_cluster(clients, raw, collector.snapshot(raw, with_instances=False), options)
+        return read_cluster(clients, raw, collector.snapshot(raw, with_instances=False), options,
+                            connect=lambda target: KubeClient(target, log_timeout=log_timeout))
     finally:
         clients.close()
 
@@ -155,3 +156,11 @@ def test_time_budget_turns_unasked_nodes_into_not_checked(emulator: Start) -> No
     assert isinstance(read.symptom, tuple)
     assert {n.result for n in read.symptom} == {"error"}
     assert all("time budget" in n.detail for n in read.symptom)
+
+
+def test_a_log_call_without_an_answer_is_an_error_not_unreachable(emulator: Start) -> None:
+    emu = emulator(fleet(cluster("aks-hang", count=2, kube={"logDelaySeconds": 2})))
+    read = _read(cluster_id(emu, "aks-hang"), KubeOptions(mode="all"), log_timeout=0.5)
+    assert isinstance(read.symptom, tuple)
+    assert {n.result for n in read.symptom} == {"error"}
+    assert all(n.detail.startswith("no answer from the API server for kube-proxy-") for n in read.symptom)

@@ -13,6 +13,7 @@ A scenario cluster may carry a `kube` object (all keys optional):
                   "restarts": 3, "lastTerminated": "OOMKilled", "lastTerminatedMinutesAgo": 5,
                   "pendingMessage": "0/3 nodes are available: 3 Insufficient memory."}],
       "daemonSets": ["kube-proxy"],      # DaemonSets with a pod on every running node
+      "logDelaySeconds": 0,              # each pod-log answer waits this long (a hanging tunnel dial)
       "plainHttpNodes": ["<name>", 2],   # something else answers plain HTTP on that node's 10250 (name or index)
       "nodeConditions": {"<name>": [{"type": "MemoryPressure", "status": "True", "reason": "..."}]}
     }

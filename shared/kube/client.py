@@ -17,6 +17,9 @@ from shared.kube.types import ContainerState, KubeEvent, KubeNode, NodeCondition
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 15.0
+# A log call waits while the API server dials the kubelet through the tunnel: the dial's own timeout (tens
+# of seconds) must come back as the server's message, not be cut short by ours.
+LOG_READ_TIMEOUT_S = 40.0
 LOG_LIMIT_BYTES = 256
 POOL_LABELS = ("kubernetes.azure.com/agentpool", "agentpool")
 
@@ -33,11 +36,13 @@ class KubeClient:
     """One cluster's API connection; close() it (or use `with`) to drop the pool and any key files."""
 
     def __init__(self, target: KubeTarget, *, max_connections: int = 8,
-                 timeout: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)) -> None:
+                 timeout: tuple[float, float] = (CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+                 log_timeout: float = LOG_READ_TIMEOUT_S) -> None:
         from kubernetes import client
 
         self.target = target
         self.timeout = timeout
+        self.log_timeout = log_timeout
         self._keys: KeyFiles | None = None
         config = client.Configuration(host=target.server, ca_cert_data=target.ca_pem.decode("ascii"),
                                       retries=1, connection_pool_maxsize=max_connections)
@@ -66,11 +71,12 @@ class KubeClient:
 
     # ------------------------------------------------------------ calls
 
-    def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, call: Any, *args: Any, read_timeout: float | None = None, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
+        timeout = self.timeout if read_timeout is None else (self.timeout[0], read_timeout)
         try:
-            return call(*args, _request_timeout=self.timeout, **kwargs)
+            return call(*args, _request_timeout=timeout, **kwargs)
         except ApiException as exc:
             raise KubeCallError(exc.status, status_message(exc.body, str(exc.reason or "")), what) from None
         except Exception as exc:  # urllib3 connection/TLS/timeout errors: no HTTP answer at all
@@ -116,7 +122,8 @@ class KubeClient:
                  limit_bytes: int = LOG_LIMIT_BYTES) -> str:
         """The last line of a container's log: the smallest call that crosses the tunnel to the kubelet."""
         return str(self._call(f"log of {namespace}/{pod}", self.core.read_namespaced_pod_log, pod, namespace,
-                              container=container, tail_lines=1, limit_bytes=limit_bytes))
+                              container=container, tail_lines=1, limit_bytes=limit_bytes,
+                              read_timeout=self.log_timeout))
 
 
 # ------------------------------------------------------------ model -> value conversions

@@ -197,6 +197,9 @@ def run_symptom(api: KubeClient, nodes: Sequence[KubeNode], pods: Sequence[PodIn
             try:
                 api.log_tail(pod.namespace, pod.name, container)
             except KubeCallError as exc:
+                if exc.status is None:  # the API answered the lists, then not this call: say so, judge nothing
+                    return NodeSymptom(node.name, ERROR, f"no answer from the API server for {pod.name}'s log: "
+                                                         f"{exc.message}")
                 result, detail = classify(exc.status, exc.message)
                 return NodeSymptom(node.name, result, detail)
         return NodeSymptom(node.name, "ok", f"read the last log line of {pod.namespace}/{pod.name} "
