@@ -100,7 +100,7 @@ packets = st.builds(
 )
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(firewall=firewalls(), packet=packets)
 def test_evaluator_agrees_with_the_reference(firewall: Firewall, packet: Packet) -> None:
     got = evaluate_firewall(firewall, packet)
@@ -109,7 +109,7 @@ def test_evaluator_agrees_with_the_reference(firewall: Firewall, packet: Packet)
     assert (got.rule.name if got.rule else None) == want.rule_name, (got, want)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(firewall=firewalls(), packet=packets)
 def test_order_of_the_rule_list_does_not_matter(firewall: Firewall, packet: Packet) -> None:
     """Azure orders by kind, layer, group and collection priority, not by where a rule was written

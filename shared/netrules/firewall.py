@@ -157,16 +157,25 @@ class _Addresses:
                 ranges.append(parsed)
         return _Addresses(tuple(ranges), star, tuple(unknown))
 
-    def match(self, ip: str | None) -> Match:
+    def match(self, ip: _Ip | None) -> Match:
         if self.any:
             return Match.YES
         if ip is None:
             return Match.MAYBE if (self.ranges or self.unknown) else Match.NO
-        address = ipaddress.ip_address(ip)
-        value = int(address)
-        if any(v == address.version and lo <= value <= hi for v, lo, hi in self.ranges):
+        version, value = ip
+        if any(v == version and lo <= value <= hi for v, lo, hi in self.ranges):
             return Match.YES
         return Match.MAYBE if self.unknown else Match.NO
+
+
+_Ip = tuple[int, int]  # (version, integer value): parsed once per flow, not once per rule
+
+
+def _ip(text: str | None) -> _Ip | None:
+    if text is None:
+        return None
+    address = ipaddress.ip_address(text)
+    return (address.version, int(address))
 
 
 def fqdn_match(pattern: str, host: str) -> Match:
@@ -212,6 +221,13 @@ def _compile_rule(rule: FirewallRule) -> _Compiled:
     )
 
 
+@dataclass(frozen=True)
+class _Flow:
+    packet: Packet
+    source: _Ip | None
+    destination: _Ip | None
+
+
 class CompiledFirewall:
     """A firewall's rules parsed and ordered once, for judging many nodes and ports."""
 
@@ -220,50 +236,71 @@ class CompiledFirewall:
         self._rules = [_compile_rule(r) for r in ordered_rules(firewall)]
         self._groups = {k.lower(): _Addresses.of(v) for k, v in firewall.ip_groups.items()}
         self._unreadable = {k.lower() for k in firewall.unreadable}
+        self._by_destination: dict[tuple[str, int, bool, str, str | None], list[tuple[_Compiled, Match]]] = {}
 
-    def _group_match(self, group: str, ip: str | None) -> Match:
+    def _group_match(self, group: str, ip: _Ip | None) -> Match:
         addresses = self._groups.get(group)
         if addresses is None:  # not read (or unreadable): its members are unknown
             return Match.MAYBE
         return addresses.match(ip)
 
-    def _source(self, rule: _Compiled, packet: Packet) -> Match:
-        return _any([rule.sources.match(packet.source_ip),
-                     *(self._group_match(g, packet.source_ip) for g in rule.source_groups)])
+    def _source(self, rule: _Compiled, flow: _Flow) -> Match:
+        return _any([rule.sources.match(flow.source),
+                     *(self._group_match(g, flow.source) for g in rule.source_groups)])
 
-    def _network(self, rule: _Compiled, packet: Packet) -> Match:
+    def _network(self, rule: _Compiled, flow: _Flow) -> Match:
+        """Everything but the source: the same for every node, so it is computed once per destination."""
+        packet = flow.packet
         if not (rule.protocols & {packet.protocol.upper(), "ANY"}):
             return Match.NO
         port = Match.YES if any(lo <= packet.port <= hi for lo, hi in rule.ports) else (
             Match.MAYBE if rule.bad_ports else Match.NO)
+        if port is Match.NO:
+            return Match.NO
         fqdns = [fqdn_match(f, packet.host) for f in rule.rule.destination_fqdns]
         if not self.firewall.dns_proxy:  # FQDNs in network rules resolve only through the DNS proxy
             fqdns = [Match.MAYBE if m is not Match.NO else m for m in fqdns]
-        destination = _any([rule.destinations.match(packet.destination_ip),
-                            *(self._group_match(g, packet.destination_ip) for g in rule.destination_groups),
+        destination = _any([rule.destinations.match(flow.destination),
+                            *(self._group_match(g, flow.destination) for g in rule.destination_groups),
                             *fqdns])
-        return _all([port, destination, self._source(rule, packet)])
+        return _all([port, destination])
 
-    def _application(self, rule: _Compiled, packet: Packet) -> Match:
+    def _application(self, rule: _Compiled, flow: _Flow) -> Match:
+        packet = flow.packet
         if not (packet.tls and packet.protocol.upper() == "TCP"):
             return Match.NO
         if f"HTTPS:{packet.port}" not in rule.protocols:
             return Match.NO
-        target = _any([
+        return _any([
             *(fqdn_match(f, packet.host) for f in rule.rule.destination_fqdns),
             Match.YES if any(t.lower() == AKS_FQDN_TAG for t in rule.rule.fqdn_tags) else Match.NO,
             Match.MAYBE if rule.rule.web_categories else Match.NO,
             *(Match.MAYBE if fqdn_match(u.split("/", 1)[0], packet.host) is not Match.NO else Match.NO
               for u in rule.rule.target_urls),
-            rule.destinations.match(packet.destination_ip) if rule.rule.destination_addresses else Match.NO,
+            rule.destinations.match(flow.destination) if rule.rule.destination_addresses else Match.NO,
         ])
-        return _all([target, self._source(rule, packet)])
+
+    def _candidates(self, flow: _Flow) -> list[tuple[_Compiled, Match]]:
+        """Rules whose destination side can match this flow, in order, with that match (cached per destination:
+        a cluster's nodes differ only by source)."""
+        packet = flow.packet
+        key = (packet.protocol.upper(), packet.port, packet.tls, packet.host.lower(), packet.destination_ip)
+        found = self._by_destination.get(key)
+        if found is None:
+            found = []
+            for rule in self._rules:
+                part = self._network(rule, flow) if rule.rule.kind == "network" else self._application(rule, flow)
+                if part is not Match.NO:
+                    found.append((rule, part))
+            self._by_destination[key] = found
+        return found
 
     def evaluate(self, packet: Packet) -> FirewallDecision:
+        flow = _Flow(packet, _ip(packet.source_ip), _ip(packet.destination_ip))
         undecided: list[FirewallRule] = []
         actions: set[bool] = set()
-        for rule in self._rules:
-            found = self._network(rule, packet) if rule.rule.kind == "network" else self._application(rule, packet)
+        for rule, part in self._candidates(flow):
+            found = _all([part, self._source(rule, flow)])
             if found is Match.NO:
                 continue
             allow = rule.rule.action.strip().lower() == "allow"
