@@ -12,11 +12,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from devtools.emulator.arm import Emulator
 from shared.azure.clients import ArmClients
 from shared.diagnose import Diagnosis, diagnose
 from shared.settings import Settings
 from tests.emulator_fixtures import REPO, emulator_fixture  # noqa: F401 (fixture)
+from tests.netns_lab import netns_unavailable_reason
 
 ACCESS_SCENARIO = REPO / "devtools" / "emulator" / "scenarios" / "access.json"
 API_PREFIX = "10.30.4.0/28"
@@ -29,7 +32,7 @@ def deny(name: str, priority: int, port: str, *, direction: str = "Inbound", sou
 
 
 def run(emu: Emulator, name: str = "aks-vnet-int") -> Diagnosis:
-    settings = Settings.from_env({**os.environ, "NODE_PROBES": "off"})
+    settings = Settings.from_env({**os.environ, "NODE_PROBES": "all"})  # symptom on every node; probes=False
     clients = ArmClients(settings)
     cluster = next(str(c.id) for c in emu.state.fleet.clusters if c.name == name)
     try:
@@ -105,3 +108,50 @@ def test_managed_vnet_api_server_subnet_is_found_by_its_delegation(emulator: Cal
     assert nsg["status"] == "clear", nsg
     assert any(e["resource"].endswith("/subnets/aks-apiserver-subnet") for e in nsg["evidence"])
     assert cause(found, "egress-tunnel-port-blocked")["status"] == "not_applicable"
+
+
+# ------------------------------------------------------------------ the symptom without a tunnel
+
+# Drops TCP 10250 unless it comes from the node subnet: harmless with a tunnel (agents dial from a node), fatal
+# with VNet integration (the API server dials from its own subnet, 10.30.4.0/28).
+ONLY_NODES = ["-A INPUT -p tcp -m tcp --dport 10250 ! -s 10.30.0.0/22 -j DROP"]
+
+
+def _symptom(found: Diagnosis) -> dict[str, str]:
+    return {n["node"]: n["result"] for n in found.report["symptom"].get("nodes", [])}
+
+
+# The same block named directly, in the subset of iptables the in-process responder models.
+FROM_API_SUBNET = ["-A INPUT -p tcp -m tcp --dport 10250 -s 10.30.4.0/28 -j DROP"]
+
+
+def _block_from_api_subnet(emu: Emulator, rules: list[str]) -> list[str]:
+    names = [n.name for c in emu.state.fleet.clusters if c.name == "aks-vnet-int" for n in c.nodes]
+    emu.state.patch_node_sim(names[1], iptables=rules)
+    return names
+
+
+def test_symptom_comes_from_the_api_server_subnet_without_agents(emulator: Callable[..., Emulator]) -> None:
+    emu = emulator(ACCESS_SCENARIO)
+    names = _block_from_api_subnet(emu, FROM_API_SUBNET)
+    found = run(emu)
+    assert _symptom(found) == {names[0]: "ok", names[1]: "timeout", names[2]: "ok"}, found.report["symptom"]
+    assert emu.kube is not None
+    assert all("VNet Integration" in how for how in emu.kube.dials), emu.kube.dials
+    assert cause(found, "konnectivity-agent-unhealthy")["status"] == "not_applicable"
+
+
+@pytest.mark.kernel
+def test_symptom_from_the_api_server_namespace_in_the_kernel(emulator: Callable[..., Emulator]) -> None:
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"kernel test skipped: {reason}")
+    emu = emulator(ACCESS_SCENARIO, prefer_kernel=True)
+    names = _block_from_api_subnet(emu, ONLY_NODES)
+    found = run(emu)
+    assert _symptom(found) == {names[0]: "ok", names[1]: "timeout", names[2]: "ok"}, found.report["symptom"]
+    assert emu.kube is not None
+    assert set(emu.kube.dials) == {"kernel (nc from the API server's namespace: API Server VNet Integration, "
+                                   "no tunnel)"}
+    emu.state.patch_node_sim(names[1], iptables=None)
+    assert set(_symptom(run(emu)).values()) == {"ok"}

@@ -273,6 +273,12 @@ class NetnsNodeLab:
         return subprocess.run(self._inside(node, list(argv)), capture_output=True, text=True, check=False,
                               timeout=timeout, env=_node_env())
 
+    def exec_in_api(self, argv: Sequence[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a command in the API server's namespace (its address is the API server IP): the source of the
+        API server's own kubelet dials under API Server VNet Integration."""
+        return subprocess.run(["ip", "netns", "exec", self._api_ns, *argv], capture_output=True, text=True,
+                              check=False, timeout=timeout, env=_node_env())
+
     def close(self) -> None:
         """Remove every namespace, link, process and temp file of this lab; safe to call twice."""
         with self._lock:

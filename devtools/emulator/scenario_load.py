@@ -9,7 +9,8 @@ Scenario format (camelCase, Azure's own spelling wherever Azure has a word for i
         "private": false, "outboundType": "loadBalancer", "tunnel": "konnectivity",
         "loadBalancerProfile": {"allocatedOutboundPorts": 0, "managedOutboundIPCount": 1},
         "vnet": {"name", "resourceGroup", "addressSpace": [...], "peerings": [{"name", "remoteAddressSpace"}],
-                 "subnets": [{"name", "addressPrefix", "nsg", "routeTable", "natGateway", "delegations"}]},   # omit: AKS VNet
+                 "subnets": [{"name", "addressPrefix", "nsg", "routeTable", "natGateway",
+                              "delegations"}]},   # omit: AKS VNet
         "nsgs": [{"name", "resourceGroup", "rules": [<ARM security rule>]}], "nodeNsgRules": [...],
         "nicNsg": true, "routeTables": [{"name", "resourceGroup", "routes": [<ARM route>]}],
         "firewall": {"name", "resourceGroup", "privateIp", "networkRuleCollections", "applicationRuleCollections",
@@ -48,7 +49,7 @@ import ipaddress
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -226,8 +227,13 @@ class _FleetBuilder:
             load_balancer = self._load_balancer(where, ip_count, allocated, idle)
 
         access = self._access(where, raw, vnet, load_balancer, nat_id=nat_id, firewall_id=firewall_id)
-        pools = self._pools(raw, vnet, hash8, tunnel)
+        profile = raw.get("apiServerAccessProfile", {})
+        bypassed = bool(profile.get("enableVnetIntegration")) and str(raw.get("networkPluginMode", "")) != "overlay" \
+            and raw.get("networkPlugin", "azure") not in ("kubenet", "none")
+        pools = self._pools(raw, vnet, hash8, "" if bypassed else tunnel)  # no tunnel: no agent containers
         api = _api_server(raw.get("dnsPrefix", f"{name[:30]}-dns"), hash8, location, private, vnet)
+        if access["api_server_vnet_integration"]:
+            api = _integrated_api_server(api, vnet, access["api_server_subnet_id"])
         lb_metrics = _series(raw.get("metrics", {}).get("loadBalancer"))
         nat_metrics = _series(raw.get("metrics", {}).get("natGateway"))
         nodes = [n for p in pools for n in p.nodes]
@@ -519,7 +525,7 @@ def _node(name: str, pool: str, index: int, raw: JsonDict, *, placement: tuple[S
     subnet, ip = placement
     power = raw.get("powerState", "running" if raw.get("running", True) else "deallocated")
     sim = {k: v for k, v in raw.items() if k not in _ARM_NODE_KEYS}
-    sim.setdefault("containers", [TUNNEL_CONTAINERS[tunnel]])
+    sim.setdefault("containers", [TUNNEL_CONTAINERS[tunnel]] if tunnel else [])
     spec = NodeSpec(name=name, pool=pool, instance_id=index, ip=ip, subnet_id=subnet.id, power_state=power,
                     output_lost=bool(raw.get("outputLost", False)), zone=raw.get("zone"), sim=sim)
     try:
@@ -542,6 +548,17 @@ def _api_server(dns_prefix: str, hash8: str, location: str, private: bool, vnet:
                              private_fqdn=f"{dns_prefix}-{hash8}.{guid}.privatelink.{location}.azmk8s.io")
     value = int(hash8)
     return ApiServerSpec(fqdn=fqdn, ip=f"20.{50 + value % 100}.{(value // 100) % 256}.{(value // 25600) % 254 + 1}")
+
+
+def _integrated_api_server(api: ApiServerSpec, vnet: VnetSpec, subnet_id: str | None) -> ApiServerSpec:
+    """With API Server VNet Integration nodes reach the API server on its internal load balancer: the first
+    usable address of the delegated subnet (the named one, else the one AKS delegated in its managed VNet)."""
+    delegated = [s for s in vnet.subnets if (subnet_id and s.id.lower() == subnet_id.lower())
+                 or (not subnet_id and AKS_DELEGATION in s.delegations)]
+    if not delegated:
+        return api
+    network = ipaddress.IPv4Network(delegated[0].prefix)
+    return replace(api, ip=str(network.network_address + 4))
 
 
 def _delegate_api_subnet(raw: JsonDict) -> JsonDict | None:
