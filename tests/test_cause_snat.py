@@ -275,3 +275,18 @@ def test_managed_count_above_aks_limit_is_not_suggested() -> None:
     assert result.status is Status.DETECTED
     assert az(result) == []
     assert any("above AKS's limit of 100" in r for r in result.remediation)
+
+
+def test_series_without_the_split_dimension_count_as_missing() -> None:
+    """If Azure answered SnatConnectionCount without a recognisable ConnectionState, failures cannot be told
+    apart from successes: collection must report the metric missing (-> unknown), not zero failures."""
+    from shared.azure.snat_collect import _has_points
+
+    unsplit = {"value": [{"name": {"value": "SnatConnectionCount"}, "timeseries": [
+        {"metadatavalues": [{"name": {"value": "state"}, "value": "Failed"}], "data": [{"total": 3.0}]}]}]}
+    series = rest.metric_series(unsplit, "SnatConnectionCount", "ConnectionState")
+    assert series == {"": [3.0]}
+    assert not _has_points(series)
+    assert _has_points(rest.metric_series({"value": [{"name": {"value": "SnatConnectionCount"}, "timeseries": [
+        {"metadatavalues": [{"name": {"value": "connectionstate"}, "value": "Failed"}], "data": [{"total": 3.0}]}]}]},
+        "SnatConnectionCount", "ConnectionState"))
