@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from shared.kube.types import BROKEN, OK
-from shared.model import CauseResult, Verdict, verdict_of
+from shared.model import CauseResult, Status, Verdict, verdict_of
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 from shared.tunnel import TUNNEL_CONTAINERS
 
@@ -54,10 +54,10 @@ def symptom_json(snapshot: ClusterSnapshot) -> dict[str, Any]:
     return found
 
 
-def report_verdict(results: Sequence[CauseResult], symptom: dict[str, Any]) -> Verdict:
+def report_verdict(statuses: Iterable[Status], symptom: Mapping[str, Any]) -> Verdict:
     """The causes' verdict, except that a degraded symptom is a `problem` even when no cause explains it:
-    the tunnel is broken for users whatever the configuration says."""
-    verdict = verdict_of(r.status for r in results)
+    the tunnel is broken for users whatever the configuration says. Merged reports use it too."""
+    verdict = verdict_of(statuses)
     if symptom.get("status") == "degraded" and symptom.get("nodes"):
         return Verdict.PROBLEM
     return verdict
@@ -94,7 +94,7 @@ def build_report(snapshot: ClusterSnapshot, results: Sequence[CauseResult], chec
     return {
         "cluster": cluster_json(snapshot),
         "checkedAt": iso_utc(checked_at),
-        "verdict": str(report_verdict(results, symptom)),
+        "verdict": str(report_verdict((r.status for r in results), symptom)),
         "causes": [r.to_json() for r in results],
         "symptom": symptom,
         "coverage": coverage_json(snapshot),
