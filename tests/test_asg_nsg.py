@@ -241,3 +241,10 @@ def test_second_subnet_with_its_own_nsg_is_evaluated_on_both_ends() -> None:
     result = run_cause(CAUSE, replace(snap, nodes=nodes, subnets=subnets, nsgs=nsgs))
     assert result.status is Status.DETECTED
     assert result.subjects == (out_deny.id,)
+
+
+def test_no_running_node_with_an_ip_is_unknown() -> None:
+    stopped = tuple(replace(n, running=False) for n in POOL_A + POOL_B)
+    result = run_cause(CAUSE, replace(two_pools(), nodes=stopped))
+    assert result.status is Status.UNKNOWN
+    assert "no running nodes" in (result.reason or "")
