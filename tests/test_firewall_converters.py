@@ -100,3 +100,36 @@ def test_policy_attached_firewall_in_a_hub() -> None:
     assert fw.rules == ()
     assert fw.private_ip == "10.0.0.0"  # hubIPAddresses.privateIPAddress
     assert fw.threat_intel_mode == "Alert"
+
+
+def test_emulator_policy_shapes_match_the_official_examples() -> None:
+    """What the emulator serves has the official examples' keys, so the SDK parses both the same way."""
+    from devtools.emulator import resources
+    from devtools.emulator.scenario import FirewallPolicySpec, IpGroupSpec
+
+    policy = FirewallPolicySpec(
+        id="/subscriptions/s/resourceGroups/rg1/providers/Microsoft.Network/firewallPolicies/p", name="p",
+        resource_group="rg1", location="eastus", dns_proxy=True,
+        rule_collection_groups=({"name": "g", "priority": 110, "ruleCollections": [
+            {"name": "Example-Filter-Rule-Collection", "priority": 120, "action": "Deny", "rules": [
+                {"name": "network-rule-1", "ipProtocols": ["TCP"], "sourceAddresses": ["10.1.25.0/24"],
+                 "destinationAddresses": ["*"], "destinationPorts": ["*"]}]}]},))
+    official = example("Network/2024-07-01/FirewallPolicyRuleCollectionGroupList.json")["value"][0]
+    served = resources.rule_collection_group_json(policy, policy.rule_collection_groups[0])
+
+    def keys(group: dict[str, object]) -> tuple[set[str], set[str], set[str]]:
+        props = group["properties"]
+        assert isinstance(props, dict)
+        coll = props["ruleCollections"][0]
+        return set(props) - {"size"}, set(coll), set(coll["rules"][0]) - {"description"}
+
+    assert keys(served) == keys(official)
+    assert rest_firewall.rule_collection_group(served) == rest_firewall.rule_collection_group(
+        {**official, "id": served["id"], "name": "g"})
+    policy_body = resources.firewall_policy_json(policy)
+    assert set(policy_body["properties"]) <= set(example("Network/2024-07-01/FirewallPolicyGet.json")["properties"]) | {
+        "basePolicy", "childPolicies"}
+    group = IpGroupSpec(id="/subscriptions/s/resourceGroups/rg1/providers/Microsoft.Network/ipGroups/i", name="i",
+                        resource_group="rg1", location="eastus", ip_addresses=("10.0.0.0/24",))
+    assert set(resources.ip_group_json(group)["properties"]) == set(
+        example("Network/2024-07-01/IpGroupsGet.json")["properties"])
