@@ -273,3 +273,11 @@ def test_failed_probe_is_unknown_with_its_reason() -> None:
     result = evaluate(replace(snap, probes_mode="all", probes=probes))
     assert result.status is Status.UNKNOWN
     assert "run-command timed out" in (result.reason or "")
+
+
+def test_unknown_reason_is_grouped_by_cause_not_repeated_per_node() -> None:
+    result = evaluate(routed_snapshot(firewall(app_rule())))
+    assert result.status is Status.UNKNOWN
+    assert (result.reason or "").count("not confirmed from a node") == 1
+    assert all(n in (result.reason or "") for n in NODES)
+    assert set(result.unchecked) == set(NODES)  # every node still listed as unchecked, for the lifecycle

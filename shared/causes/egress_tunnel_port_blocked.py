@@ -67,11 +67,27 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
         outcomes.extend(node_outcomes)
     if not outcomes:
         return CAUSE.unknown("no running node to check")
-    return fold_node_outcomes(
+    result = fold_node_outcomes(
         CAUSE, outcomes,
         problem=f"Tunnel egress ({', '.join(ports)} to {api_host(snapshot)}) is blocked",
         not_applicable="no egress path to check",
     )
+    if result.status is Status.UNKNOWN:  # one line per distinct reason, not one per node (1,000-node pools)
+        reason = _grouped_reason(outcomes)
+        result = replace(result, reason=reason, summary=f"Could not be checked: {reason}")
+    return result
+
+
+def _grouped_reason(outcomes: list[NodeOutcome]) -> str:
+    by_detail: dict[str, list[str]] = {}
+    for o in outcomes:
+        if o.status is Status.UNKNOWN:
+            by_detail.setdefault(o.detail, []).append(o.node)
+    parts = []
+    for detail, nodes in by_detail.items():
+        names = ", ".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+        parts.append(f"{names}: {detail}")
+    return "; ".join(parts)
 
 
 def _cluster_subject(snapshot: ClusterSnapshot, port: str) -> str:
