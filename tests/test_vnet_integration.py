@@ -14,7 +14,7 @@ from shared.causes import REGISTRY, apiserver_subnet, run_cause
 from shared.model import CauseId, CauseResult, Status
 from shared.netrules.nsg_types import NetworkSecurityGroup, SecurityRule
 from shared.snapshot import ClusterSnapshot, Subnet, Unavailable
-from tests.builders import NSG_ID, SUB, VNET, rule, snapshot
+from tests.builders import NSG_ID, SUB, VNET, probe, rule, snapshot
 
 API_SUBNET = f"{VNET}/subnets/apiserver-subnet"
 API_NSG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/api-nsg"
@@ -245,3 +245,55 @@ def test_vnet_facts_read_subnet_delegations_and_the_delegated_subnet_is_found() 
     assert found.id == API_SUBNET
     twice = {**subnets, "other": replace(subnets[API_SUBNET.lower()], id=f"{VNET}/subnets/other")}
     assert delegated_subnet(twice) is None  # two candidates: no guess
+
+
+# ------------------------------------------------------------------ node firewalls judged from the API server
+
+ONLY_NODES_SAVE = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p tcp -m tcp --dport 10250 ! -s 10.224.0.0/16 -j DROP
+COMMIT
+"""
+UFW_ONLY_NODES = """Status: active
+Logging: on (low)
+Default: deny (incoming), allow (outgoing), disabled (routed)
+New profiles: skip
+
+To                         Action      From
+--                         ------      ----
+10250/tcp                  ALLOW IN    10.224.0.0/16
+"""
+
+
+def with_probes(snap: ClusterSnapshot, **fields: Any) -> ClusterSnapshot:
+    assert not isinstance(snap.nodes, Unavailable)
+    return replace(snap, probes={n.name: probe(n.name, **fields) for n in snap.nodes}, probes_mode="all")
+
+
+@pytest.mark.parametrize(("cause_id", "fields"), [
+    (CauseId.IPTABLES, {"iptables_save": ONLY_NODES_SAVE}),
+    (CauseId.UFW, {"ufw_status": UFW_ONLY_NODES}),
+])
+def test_node_firewall_allowing_only_the_nodes_is_detected_under_vnet_integration(
+        cause_id: CauseId, fields: dict[str, Any]) -> None:
+    """With a tunnel the kubelet's caller is an agent node (allowed); with VNet integration it is the API
+    server in 10.225.0.0/28, which the same rule refuses."""
+    cause = next(c for c in REGISTRY if c.id is cause_id)
+    tunnel = run_cause(cause, with_probes(snapshot(), **fields))
+    assert tunnel.status is Status.CLEAR, tunnel
+    integrated_result = run_cause(cause, with_probes(integrated(), **fields))
+    assert integrated_result.status is Status.DETECTED, integrated_result
+    assert "10.225.0." in " ".join(e.detail for e in integrated_result.evidence)
+
+
+def test_api_server_sources_are_the_usable_addresses_of_its_subnet() -> None:
+    from shared.causes.node_sources import api_server_sources
+
+    assert api_server_sources(integrated()) == tuple(f"10.225.0.{i}" for i in range(4, 15))
+    wide = replace(integrated(), subnets={**integrated().subnets,
+                                          API_SUBNET.lower(): Subnet(API_SUBNET, ("10.225.0.0/24",), API_NSG)})
+    got = api_server_sources(wide)
+    assert (len(got), got[0], got[-1]) == (16, "10.225.0.4", "10.225.0.254")
+    assert api_server_sources(replace(integrated(), api_server_subnet_id=None)) == ()

@@ -5,10 +5,13 @@ agent (konnectivity-agent has several replicas). A firewall rule can single out 
 checked from every agent host the probes named, and any refusal counts. When no probe named an agent host
 (crictl absent or failed, or the sample missed the agents), the source is a guess: the node is checked from
 several VNet nodes, and only a verdict that does not depend on which of them is the source is conclusive.
+With API Server VNet Integration there is no tunnel: the API server itself dials each kubelet from its
+delegated subnet, so the node is checked from that subnet's addresses instead.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -24,6 +27,8 @@ GUESSED: Final = ("no probed node reported a tunnel agent (crictl absent or fail
 
 def tunnel_sources(snapshot: ClusterSnapshot, destination: Node) -> tuple[tuple[str, ...], str | None]:
     """The source IPs to check `destination` from, and None if they are the agent hosts or why they are a guess."""
+    if snapshot.tunnel_not_used():  # API Server VNet Integration: the API server dials from its own subnet
+        return api_server_sources(snapshot), None
     nodes = running_nodes(snapshot)
     if isinstance(nodes, Unavailable):
         return (), nodes.reason
@@ -37,6 +42,25 @@ def tunnel_sources(snapshot: ClusterSnapshot, destination: Node) -> tuple[tuple[
     if not others and destination.private_ip:
         others = [destination.private_ip]
     return tuple(others[:MAX_GUESSED_SOURCES]), GUESSED
+
+
+def api_server_sources(snapshot: ClusterSnapshot) -> tuple[str, ...]:
+    """Addresses the API server may dial from under VNet Integration: its delegated subnet's usable addresses
+    (every one for the usual /28, else the first and last eight); none when the subnet is not known."""
+    subnet = snapshot.subnets.get((snapshot.api_server_subnet_id or "").lower())
+    if subnet is None:
+        return ()
+    out: list[str] = []
+    for prefix in subnet.prefixes:
+        try:
+            network = ipaddress.ip_network(prefix, strict=False)
+        except ValueError:
+            continue
+        first, last = int(network.network_address) + 4, int(network.broadcast_address) - 1  # Azure reserves
+        usable = range(first, last + 1)
+        picked = usable if len(usable) <= MAX_GUESSED_SOURCES else [*usable[:8], *usable[-8:]]
+        out.extend(str(ipaddress.ip_address(value)) for value in picked)
+    return tuple(out)
 
 
 def from_every_source(node: str, sources: Sequence[str], guessed: str | None,
