@@ -290,3 +290,18 @@ def test_series_without_the_split_dimension_count_as_missing() -> None:
     assert _has_points(rest.metric_series({"value": [{"name": {"value": "SnatConnectionCount"}, "timeseries": [
         {"metadatavalues": [{"name": {"value": "connectionstate"}, "value": "Failed"}], "data": [{"total": 3.0}]}]}]},
         "SnatConnectionCount", "ConnectionState"))
+
+
+@pytest.mark.parametrize(("properties", "size"), [
+    ({"prefixLength": 30, "ipPrefix": "20.1.2.0/30"}, 4),
+    ({"prefixLength": 31}, 2),  # not allocated yet: the length still says it
+    ({"ipPrefix": "20.1.2.0/29"}, 8),
+    ({"prefixLength": 28, "publicIPAddressVersion": "IPv4"}, 16),
+    ({"prefixLength": 124, "publicIPAddressVersion": "IPv6"}, 16),
+    ({}, None),
+    ({"prefixLength": "x"}, None),
+])
+def test_prefix_size_is_read_never_assumed(properties: dict[str, Any], size: int | None) -> None:
+    from shared.azure.snat_collect import prefix_size
+
+    assert prefix_size({"id": "p", "properties": properties}) == size

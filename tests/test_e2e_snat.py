@@ -142,7 +142,7 @@ def test_prefix_length_is_read_not_assumed(emulator: Callable[..., Emulator]) ->
     assert "capacity = 64,000 x 2 IP(s) / 4000 = 32 nodes" in details(found)
     assert not any("managed-outbound-ip-count" in r or "outbound-ips " in r for r in found["remediation"])
     reads = emu.stats.snapshot().to_json()["callsByResource"]
-    assert any(c["operation"] == "PublicIPPrefixes.Get" for c in reads)
+    assert [c["count"] for c in reads if c["operation"] == "PublicIPPrefixes.Get"] == [1]  # read, and once
 
 
 def test_prefix_big_enough_only_raises_the_ports(emulator: Callable[..., Emulator]) -> None:
@@ -280,3 +280,25 @@ def test_throttled_metrics_past_retries_are_unknown(emulator: Callable[..., Emul
     found = snat("aks-throttled")
     assert found["status"] == "unknown", found
     assert "429" in found["reason"]
+
+
+def test_one_prefix_read_serves_snat_and_authorized_ranges(emulator: Callable[..., Emulator]) -> None:
+    """Both causes read the prefix (its size; its range): one GET, and neither gets the other's value."""
+    prefix = {"outboundIPPrefixes": [{"name": "egress-prefix", "resourceGroup": "rg-ips", "ipPrefix": "20.9.8.0/30"}]}
+    cluster = lb_cluster("aks-ranges", prefix) | {"apiServerAccessProfile": {"authorizedIpRanges": ["20.9.8.0/24"]}}
+    emu = emulator(fleet(cluster))
+    emu.stats.reset()
+    settings = Settings.from_env({**os.environ, "NODE_PROBES": "off"})
+    clients = ArmClients(settings)
+    try:
+        report = diagnose(cluster_id("aks-ranges"), settings=settings, clients=clients, probes=False).report
+    finally:
+        clients.close()
+    by_id = {c["id"]: c for c in report["causes"]}
+    assert by_id["snat-port-exhaustion"]["status"] == "detected", by_id["snat-port-exhaustion"]
+    assert "capacity = 64,000 x 4 IP(s) / 4000 = 64 nodes" in details(by_id["snat-port-exhaustion"])
+    ranges = by_id.get("authorized-ip-ranges-exclude-egress")
+    assert ranges is not None
+    assert ranges["status"] == "clear", ranges
+    reads = emu.stats.snapshot().to_json()["callsByResource"]
+    assert [c["count"] for c in reads if c["operation"] == "PublicIPPrefixes.Get"] == [1]

@@ -287,10 +287,17 @@ class Collector:
         return self._once(f"{vmss.id}#vms", fetch)
 
     def _get(self, subscription: str, resource_id: str, operations: str, convert: Callable[[Any], T]) -> T:
-        """GET one network resource by id through `client.<operations>.get(rg, name)`, once per collector."""
+        """GET one network resource by id through `client.<operations>.get(rg, name)`, once per collector.
+
+        The JSON is kept by id and each conversion by (id, converter): two checks that read different
+        facts of one resource (a prefix's range for egress IPs, its size for SNAT) cost one GET, and
+        neither ever receives the other's converted value.
+        """
         client = getattr(self.clients.network(subscription), operations)
         group, name = segment(resource_id, "resourceGroups"), last_name(resource_id)
-        return self._once(resource_id, lambda: convert(to_rest(client.get(group, name))))
+        raw = self._once(f"{resource_id}#json", lambda: to_rest(client.get(group, name)))
+        return self._once(f"{resource_id}#{convert.__module__}.{convert.__qualname__}", lambda: convert(raw))
+
 
     def _network(self, subscription: str, nodes: tuple[Node, ...], nics: list[rest.NicFacts],
                  parts: frozenset[str] = ALL_PARTS) -> dict[str, Any]:

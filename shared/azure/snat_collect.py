@@ -108,18 +108,36 @@ def _lb_outbound_ips(reads: _Reads, profile: LoadBalancerProfile | None) -> tupl
 
 
 def _prefix_addresses(reads: _Reads, prefix_ids: tuple[str, ...], start: int) -> tuple[int | None, str | None]:
-    """`start` plus the addresses of each prefix, from the range Azure allocated to it (its length is there)."""
+    """`start` plus the addresses of each prefix, read from Azure (see prefix_size)."""
     total = start
     for prefix_id in prefix_ids:
-        cidr = reads.safe(f"public IP prefix {last_name(prefix_id)}",
-                          partial(reads.get, prefix_id, "public_ip_prefixes", rest.public_ip_prefix))
-        if isinstance(cidr, Unavailable):
-            return None, cidr.reason
-        try:
-            total += ipaddress.ip_network(str(cidr), strict=False).num_addresses
-        except ValueError:
-            return None, f"public IP prefix {last_name(prefix_id)} has no allocated range (ipPrefix {cidr!r})"
+        size = reads.safe(f"public IP prefix {last_name(prefix_id)}",
+                          partial(reads.get, prefix_id, "public_ip_prefixes", prefix_size))
+        if isinstance(size, Unavailable):
+            return None, size.reason
+        if size is None:
+            return None, f"public IP prefix {last_name(prefix_id)} states neither prefixLength nor ipPrefix"
+        total += size
     return total, None
+
+
+def prefix_size(prefix: Mapping[str, Any]) -> int | None:
+    """Addresses in a public IP prefix: from `prefixLength` (set from creation on), else from the allocated
+    `ipPrefix`; None when neither says (a size is never assumed, /28 or otherwise)."""
+    p = rest.props(prefix)
+    version = 6 if str(p.get("publicIPAddressVersion") or "IPv4").lower() == "ipv6" else 4
+    width = 32 if version == 4 else 128
+    length: Any = p.get("prefixLength")
+    if length is None and p.get("ipPrefix"):
+        try:
+            return ipaddress.ip_network(str(p["ipPrefix"]), strict=False).num_addresses
+        except ValueError:
+            return None
+    try:
+        bits = int(str(length))
+    except ValueError:
+        return None
+    return 2 ** (width - bits) if 0 <= bits <= width else None
 
 
 # ------------------------------------------------------------------ NAT gateways
