@@ -298,7 +298,6 @@ class Collector:
         raw = self._once(f"{resource_id}#json", lambda: to_rest(client.get(group, name)))
         return self._once(f"{resource_id}#{convert.__module__}.{convert.__qualname__}", lambda: convert(raw))
 
-
     def _network(self, subscription: str, nodes: tuple[Node, ...], nics: list[rest.NicFacts],
                  parts: frozenset[str] = ALL_PARTS) -> dict[str, Any]:
         vnet_ids = sorted({n.subnet_id.split("/subnets/")[0] for n in nodes if "/subnets/" in n.subnet_id},
