@@ -31,12 +31,12 @@ def deny(name: str, priority: int, port: str, *, direction: str = "Inbound", sou
                                          "destinationAddressPrefix": "*", "destinationPortRange": port}}
 
 
-def run(emu: Emulator, name: str = "aks-vnet-int") -> Diagnosis:
+def run(emu: Emulator, name: str = "aks-vnet-int", *, probes: bool = False) -> Diagnosis:
     settings = Settings.from_env({**os.environ, "NODE_PROBES": "all"})  # symptom on every node; probes=False
     clients = ArmClients(settings)
     cluster = next(str(c.id) for c in emu.state.fleet.clusters if c.name == name)
     try:
-        return diagnose(cluster, settings=settings, clients=clients, probes=False)
+        return diagnose(cluster, settings=settings, clients=clients, probes=probes)
     finally:
         clients.close()
 
@@ -148,8 +148,13 @@ def test_symptom_from_the_api_server_namespace_in_the_kernel(emulator: Callable[
         pytest.skip(f"kernel test skipped: {reason}")
     emu = emulator(ACCESS_SCENARIO, prefer_kernel=True)
     names = _block_from_api_subnet(emu, ONLY_NODES)
-    found = run(emu)
+    found = run(emu, probes=True)
     assert _symptom(found) == {names[0]: "ok", names[1]: "timeout", names[2]: "ok"}, found.report["symptom"]
+    # The node probe's iptables-save, judged from the API server's subnet, explains the timeout.
+    iptables = cause(found, "iptables-blocks-10250")
+    assert iptables["status"] == "detected", iptables
+    assert any(names[1] in e["resource"] and "10.30.4." in e["detail"] for e in iptables["evidence"]), iptables
+    assert cause(found, "egress-tunnel-port-blocked")["status"] == "not_applicable"
     assert emu.kube is not None
     assert set(emu.kube.dials) == {"kernel (nc from the API server's namespace: API Server VNet Integration, "
                                    "no tunnel)"}
