@@ -103,7 +103,8 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
     if blocks:
         return _detected(snapshot, nsgs, blocks, undecided, unchecked)
     if undecided:
-        reasons = "; ".join(dict.fromkeys(_describe_undecided(u) for u in undecided))
+        distinct = list(dict.fromkeys(_describe_undecided(u) for u in undecided))
+        reasons = "; ".join(distinct[:5]) + (f"; and {len(distinct) - 5} more flow(s)" if len(distinct) > 5 else "")
         return CAUSE.unknown(reasons, evidence=tuple(Evidence(u.destination.name, _describe_undecided(u))
                                                      for u in undecided), unchecked=unchecked)
     attached = sorted({nid for n in nodes for nid in _path_nsg_ids(snapshot, n)})
