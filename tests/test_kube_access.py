@@ -164,3 +164,39 @@ def test_a_log_call_without_an_answer_is_an_error_not_unreachable(emulator: Star
     assert isinstance(read.symptom, tuple)
     assert {n.result for n in read.symptom} == {"error"}
     assert all(n.detail.startswith("no answer from the API server for kube-proxy-") for n in read.symptom)
+
+
+def test_emulated_objects_fit_the_kubernetes_clients_models() -> None:
+    """Every emulated kind deserialises through the client's own (pydantic) models with its facts intact."""
+    import json
+    from datetime import UTC, datetime
+
+    from kubernetes import client
+
+    from devtools.emulator import kubeobjects
+    from devtools.emulator.scenario_load import fleet_from_json
+    from tests.kube_scenarios import cluster as cluster_json
+    from tests.kube_scenarios import fleet as fleet_json
+
+    spec = fleet_from_json(fleet_json(cluster_json("aks-shape", kube={"agents": [
+        {"node": 0, "restarts": 3, "lastTerminated": "OOMKilled"}, {"phase": "Pending", "ready": False}]}))).clusters[0]
+    now = datetime.now(UTC)
+    api = client.ApiClient()
+
+    def load(obj: object, kind: str) -> Any:
+        return api.deserialize(json.dumps(obj), kind, "application/json")
+
+    pods = load({"items": kubeobjects.pods_json(spec, now), "metadata": {}}, "V1PodList").items
+    agent = next(p for p in pods if (p.metadata.labels or {}).get("app") == "konnectivity-agent" and p.spec.node_name)
+    assert agent.status.container_statuses[0].last_state.terminated.reason == "OOMKilled"
+    assert agent.metadata.owner_references[0].kind == "ReplicaSet"
+    pending = next(p for p in pods if p.status.phase == "Pending")
+    assert pending.status.conditions[0].reason == "Unschedulable"
+    nodes = load({"items": [kubeobjects.node_json(spec, n, now) for n in spec.nodes], "metadata": {}}, "V1NodeList")
+    assert nodes.items[0].status.addresses[0].type == "InternalIP"
+    events = load({"items": kubeobjects.events_json(spec, now), "metadata": {}}, "CoreV1EventList").items
+    assert {e.reason for e in events} == {"BackOff", "FailedScheduling"}
+    assert load(kubeobjects.configmap_json(spec), "V1ConfigMap").data["ladder"]
+    assert load(kubeobjects.deployment_json(spec, now), "V1Deployment").spec.replicas == 2
+    with pytest.raises(ValueError, match=r"involved_object|involvedObject"):
+        load({"items": [{"metadata": {"name": "x"}}], "metadata": {}}, "CoreV1EventList")

@@ -22,6 +22,7 @@ READ_TIMEOUT_S = 15.0
 LOG_READ_TIMEOUT_S = 40.0
 LOG_LIMIT_BYTES = 256
 POOL_LABELS = ("kubernetes.azure.com/agentpool", "agentpool")
+MALFORMED = 0  # KubeCallError.status for an HTTP answer the client could not read (not a transport failure)
 
 
 class KubeCallError(Exception):
@@ -72,6 +73,7 @@ class KubeClient:
     # ------------------------------------------------------------ calls
 
     def _call(self, what: str, call: Any, *args: Any, read_timeout: float | None = None, **kwargs: Any) -> Any:
+        import urllib3
         from kubernetes.client.exceptions import ApiException
 
         timeout = self.timeout if read_timeout is None else (self.timeout[0], read_timeout)
@@ -79,8 +81,12 @@ class KubeClient:
             return call(*args, _request_timeout=timeout, **kwargs)
         except ApiException as exc:
             raise KubeCallError(exc.status, status_message(exc.body, str(exc.reason or "")), what) from None
-        except Exception as exc:  # urllib3 connection/TLS/timeout errors: no HTTP answer at all
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # connection/TLS/timeout: no HTTP answer at all
             raise KubeCallError(None, _transport_message(exc), what) from None
+        except (ValueError, TypeError) as exc:  # an answer the client's models reject (pydantic raises ValueError)
+            raise KubeCallError(MALFORMED, f"the answer does not fit the Kubernetes API's shape: "
+                                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                                what) from None
 
     def list_nodes(self) -> tuple[KubeNode, ...]:
         answer = self._call("nodes", self.core.list_node)

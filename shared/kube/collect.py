@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from shared.azure.clients import ArmClients
 from shared.kube.access import AccessError, KubeTarget, fetch_target
 from shared.kube.classify import classify
-from shared.kube.client import KubeCallError, KubeClient
+from shared.kube.client import MALFORMED, KubeCallError, KubeClient
 from shared.kube.types import (
     ERROR,
     FORBIDDEN,
@@ -74,7 +74,7 @@ def read_cluster(clients: ArmClients, cluster: dict[str, Any], snapshot: Cluster
         try:
             nodes = api.list_nodes()
         except KubeCallError as exc:
-            result = FORBIDDEN if exc.status in (401, 403) else UNREACHABLE
+            result = FORBIDDEN if exc.status in (401, 403) else UNREACHABLE if exc.status is None else ERROR
             return _unavailable(snapshot, unreachable_reason(exc, cluster, target), result, opts)
         chosen = choose_nodes(nodes, opts)
         symptom: tuple[NodeSymptom, ...]
@@ -110,6 +110,8 @@ def unreachable_reason(exc: KubeCallError, cluster: dict[str, Any], target: Kube
                f"{exc.what}: {exc.message}"
     if exc.status == 403:
         return f"Kubernetes RBAC forbids the monitor's identity ({target.auth}) reading {exc.what}: {exc.message}"
+    if exc.status == MALFORMED:
+        return f"the Kubernetes API's answer reading {exc.what} could not be read: {exc.message}"
     if exc.status is not None:
         return f"the Kubernetes API answered HTTP {exc.status} reading {exc.what}: {exc.message}"
     if access.get("enablePrivateCluster"):
