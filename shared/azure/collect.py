@@ -210,6 +210,16 @@ class Collector:
         """SNAT needs only the outbound resource: found from the scale set models, without reading NICs."""
         if facts.private or facts.outbound_type.lower() in ("userdefinedrouting", "none"):
             return base
+        node_count = sum(p.count for p in facts.pools)
+        if facts.outbound_type.lower() == "loadbalancer":
+            # AKS names its outbound load balancer `kubernetes`, in the node resource group (Microsoft's own
+            # examples: `az network lb outbound-rule list -g MC_... --lb-name kubernetes`): no listing needed.
+            # Should it not exist, the scale set models below still find the one the nodes use.
+            known = (f"/subscriptions/{subscription}/resourceGroups/{facts.node_resource_group}"
+                     "/providers/Microsoft.Network/loadBalancers/kubernetes")
+            direct = self._snat(subscription, facts, {}, set(), node_count=node_count, lb_ids={known})
+            if not (isinstance(direct, Unavailable) and "not found" in direct.reason):
+                return _replace(base, snat=direct)
         scale_sets = self._safe("the node pools' scale sets",
                                 lambda: self._scale_sets(subscription, facts.node_resource_group))
         if isinstance(scale_sets, Unavailable):
@@ -225,7 +235,6 @@ class Collector:
                 if isinstance(got, Unavailable):
                     return _replace(base, snat=got)
                 nat.update(got.nat_gateways)
-        node_count = sum(p.count for p in facts.pools)
         return _replace(base, snat=self._snat(subscription, facts, nat, subnet_ids,
                                                     node_count=node_count, lb_ids=lb_ids))
 

@@ -7,7 +7,7 @@ Storage-free on purpose: `diagnose` needs no storage account, and the monitor ad
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.azure.collect import Collector
@@ -16,7 +16,8 @@ from shared.causes import REGISTRY, run_cause
 from shared.model import CauseResult
 from shared.monitor.families import SPECS, owned_causes, parts_of
 from shared.progress import Progress
-from shared.snapshot import ActivityEvent, ClusterSnapshot, Unavailable
+from shared.snapshot import ActivityEvent, ClusterSnapshot, NodeProbe, Unavailable
+from shared.tunnel import tunnel_ports
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,23 @@ def assess(collector: Collector, cluster: dict[str, Any], families: Sequence[str
     `every_cause` (diagnose) evaluates the whole catalog, including causes no family owns yet.
     """
     probing = probes.mode != "off" and any(SPECS[f].probes for f in families)
-    snapshot = collector.snapshot(cluster, with_instances=probing, activity=activity, parts=parts_of(families))
+    parts = parts_of(families)
+    # Parts only a probing family wants, to explain what its probes could not prove (e.g. the NSG outbound
+    # rules behind a blocked egress): read after the probes, and only when some node class is left unproven.
+    deferred = (frozenset().union(*(SPECS[f].after_probes for f in families)) - eager_parts(families)
+                if probing else frozenset())
+    snapshot = collector.snapshot(cluster, with_instances=probing, activity=activity, parts=parts - deferred)
     run_commands = 0
     if probing:
         prober = Prober(collector.clients, deadline=probes.deadline, ledger=probes.ledger)
         snapshot = prober.probe(snapshot, probes.mode, per_pool=probes.per_pool, must_probe=probes.must_probe,
                                 progress=probes.progress)
         run_commands = prober.run_commands
+        if deferred and not egress_proven(snapshot):
+            # Same collector: everything already read comes from its memo, only the deferred parts are new.
+            full = collector.snapshot(cluster, with_instances=True, activity=activity, parts=parts)
+            snapshot = replace(snapshot, nsgs=full.nsgs, nsg_errors=full.nsg_errors, admin_rules=full.admin_rules,
+                               subnets=full.subnets)
     if every_cause or any(SPECS[f].kube for f in families):
         # The symptom and the agents come from the Kubernetes API (not a run-command): read even with
         # probes off.
@@ -64,3 +75,23 @@ def assess(collector: Collector, cluster: dict[str, Any], families: Sequence[str
     owned = owned_causes(families)
     results = [run_cause(cause, snapshot) for cause in REGISTRY if every_cause or cause.id in owned]
     return Assessment(snapshot, results, run_commands)
+
+
+def eager_parts(families: Sequence[str]) -> frozenset[str]:
+    """Parts some family needs before (or without) probes."""
+    return frozenset().union(*(SPECS[f].parts - SPECS[f].after_probes for f in families))
+
+
+def egress_proven(snapshot: ClusterSnapshot) -> bool:
+    """Every running node's egress class (subnet, NIC NSG) has a probed node that reached the API server on
+    every tunnel port: the NSG rules on those paths then cannot be what blocks the tunnel, so reading them
+    would explain nothing. Anything less (a failure, a class nobody probed, unknown nodes) reads them."""
+    if isinstance(snapshot.nodes, Unavailable):
+        return False
+    ports = tunnel_ports(snapshot)
+    proven = {(n.subnet_id.lower(), (n.nic_nsg_id or "").lower()) for n in snapshot.nodes
+              if isinstance(p := snapshot.probes.get(n.name), NodeProbe)
+              and all(p.egress.get(port) == "ok" for port in ports)}
+    classes = {(n.subnet_id.lower(), (n.nic_nsg_id or "").lower()) for n in snapshot.nodes
+               if n.running and n.private_ip}
+    return bool(classes) and classes <= proven

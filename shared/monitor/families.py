@@ -28,6 +28,8 @@ class Family:
     probes: bool = False  # runs node probes (run-command) when NODE_PROBES is not off
     activity_log: bool = False  # needs the subscription's Activity Log (read by the timer, stored)
     kube: bool = False  # reads the Kubernetes API (agent pods, the API server -> node symptom)
+    # Parts read only after the probes, when they left a node class unproven (see assess.egress_proven).
+    after_probes: frozenset[str] = frozenset()
 
 
 SPECS: Mapping[str, Family] = {
@@ -40,7 +42,8 @@ SPECS: Mapping[str, Family] = {
     # against the egress addresses the EGRESS part finds (route table, firewall, outbound IPs).
     "probe": Family("probe", (CauseId.UFW, CauseId.IPTABLES, CauseId.EGRESS, CauseId.KONNECTIVITY_AGENT,
                               CauseId.AUTHORIZED_IP_RANGES),
-                    frozenset({NODES, NETWORK, ADMIN, EGRESS}), probes=True, kube=True),
+                    frozenset({NODES, NETWORK, ADMIN, EGRESS}), probes=True, kube=True,
+                    after_probes=frozenset({NETWORK, ADMIN})),
 }
 
 # Which causes each timer owns (the form older code and the queue parser use).
