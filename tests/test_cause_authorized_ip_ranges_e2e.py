@@ -143,3 +143,12 @@ def test_not_applicable_without_ranges_and_on_private_clusters(emulator: Callabl
     assert cause_of(run(emu, "aks-open"))["status"] == "not_applicable"
     assert cause_of(run(emu, "aks-private"))["status"] == "not_applicable"
     assert emu.stats.calls("PublicIPAddresses.Get") == 0
+
+
+def test_egress_through_a_third_party_appliance_is_unknown(emulator: Callable[..., Emulator]) -> None:
+    """userDefinedRouting to an appliance that is not an Azure Firewall: its public IPs cannot be read."""
+    emu = emulator(scenario())
+    result = cause_of(run(emu, "aks-udr-nva"))
+    assert result["status"] == "unknown", result
+    assert "10.40.9.9" in result["reason"]
+    assert "egress device" in result["reason"]

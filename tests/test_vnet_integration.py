@@ -297,3 +297,14 @@ def test_api_server_sources_are_the_usable_addresses_of_its_subnet() -> None:
     got = api_server_sources(wide)
     assert (len(got), got[0], got[-1]) == (16, "10.225.0.4", "10.225.0.254")
     assert api_server_sources(replace(integrated(), api_server_subnet_id=None)) == ()
+
+
+@pytest.mark.parametrize(("cause_id", "fields"), [
+    (CauseId.IPTABLES, {"iptables_save": ONLY_NODES_SAVE}),
+    (CauseId.UFW, {"ufw_status": UFW_ONLY_NODES}),
+])
+def test_node_firewall_is_unknown_when_the_api_server_subnet_is_not_known(
+        cause_id: CauseId, fields: dict[str, Any]) -> None:
+    cause = next(c for c in REGISTRY if c.id is cause_id)
+    result = run_cause(cause, with_probes(replace(integrated(), api_server_subnet_id=None), **fields))
+    assert result.status is Status.UNKNOWN, result
