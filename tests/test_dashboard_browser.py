@@ -419,3 +419,34 @@ def test_rows_stay_clickable_beside_an_open_detail(world: dict[str, Any], page: 
     screenshot(page, "dashboard-detail-1280.png")
     page.keyboard.press("Escape")
     assert page.is_hidden("#detail")
+
+
+def test_fleet_health_groups_unknown_reasons(world: dict[str, Any], page: Any) -> None:
+    """A 403 on one cluster's metrics and persistent 429s on another's: their SNAT cause turns unknown, and
+    fleet health counts them under forbidden and throttled. (Last in the module: it changes the fleet.)"""
+    emu, monitor, clock = world["emu"], world["monitor"], world["clock"]
+    reports = {r["cluster"]["name"]: r for r in api_clusters(world).values()}
+    forbidden = reports["aks-healthy"]["cluster"]
+    throttled = reports["aks-nsg-deny"]["cluster"]
+    node_rg = "/subscriptions/{subscriptionId}/resourceGroups/{nodeResourceGroup}"
+    emu.faults.add(403, operation="Metrics.List", resource=node_rg.format(**forbidden), count=None)
+    emu.faults.add(429, operation="Metrics.List", resource=node_rg.format(**throttled), count=None, retry_after=1)
+    try:
+        clock.now += timedelta(minutes=5)
+        monitor.run_cycle(("snat",))
+    finally:
+        emu.faults.clear()
+    after = {r["cluster"]["name"]: r for r in api_clusters(world).values()}
+    for name in ("aks-healthy", "aks-nsg-deny"):
+        assert report_cause(after[name], "snat-port-exhaustion")["status"] == "unknown", name
+    open_page(page, world)
+    groups = page.eval_on_selector_all("#unknown-reasons li[data-reason]",
+                                       "ls => Object.fromEntries(ls.map(l => [l.dataset.reason, l.textContent]))")
+    assert "1 cluster" in groups["forbidden"], groups
+    assert "1 cluster" in groups["throttled"], groups
+    unknown_clusters = sum(1 for r in after.values() if any(c["status"] == "unknown" for c in r["causes"]))
+    assert page.text_content("#unknown-title") == f"Unknown: {unknown_clusters} clusters"
+    cell = f"tr[data-cluster-id='{throttled['id'].lower()}'] td[data-cause='snat-port-exhaustion']"
+    assert page.get_attribute(cell, "data-status") == "unknown"
+    assert report_cause(after["aks-nsg-deny"], "snat-port-exhaustion")["reason"] in page.get_attribute(cell, "title")
+    screenshot(page, "dashboard-unknown-reasons.png")
