@@ -115,8 +115,8 @@ def _detected(snapshot: ClusterSnapshot, missing: Sequence[tuple[EgressAddress, 
     if any("/loadbalancers/" in m.via.lower() or "load balancer" in m.via.lower() for m, _ in missing):
         evidence.append(Evidence(snapshot.id, "Microsoft documents that AKS also allows the Standard load balancer's "
                                               "outbound public IPs (and the IPs/prefixes given with "
-                                              "--load-balancer-outbound-ips/-prefixes) besides the listed ranges; where "
-                                              "that applies, these addresses get through anyway. Listing them "
+                                              "--load-balancer-outbound-ips/-prefixes) besides the listed ranges; "
+                                              "where that applies, these addresses get through anyway. Listing them "
                                               "explicitly (the command below) is safe either way"))
     evidence.extend(Evidence(i.source, f"egress {_describe(i)} is inside the authorized IP ranges") for i in inside)
     evidence.extend(Evidence(k, f"could not be read: {v}") for k, v in errors.items())
