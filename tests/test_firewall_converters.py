@@ -133,3 +133,14 @@ def test_emulator_policy_shapes_match_the_official_examples() -> None:
                         resource_group="rg1", location="eastus", ip_addresses=("10.0.0.0/24",))
     assert set(resources.ip_group_json(group)["properties"]) == set(
         example("Network/2024-07-01/IpGroupsGet.json")["properties"])
+
+
+def test_rule_kind_without_the_discriminator_is_inferred_from_its_fields() -> None:
+    group = example("Network/2024-07-01/FirewallPolicyRuleCollectionGroupWithWebCategoriesGet.json")
+    del group["properties"]["ruleCollections"][0]["rules"][0]["ruleType"]
+    (rule,) = rest_firewall.rule_collection_group(group)
+    assert rule.kind == "application"
+    listed = example("Network/2024-07-01/FirewallPolicyRuleCollectionGroupList.json")["value"][0]
+    del listed["properties"]["ruleCollections"][0]["rules"][0]["ruleType"]
+    (network,) = rest_firewall.rule_collection_group(listed)
+    assert network.kind == "network"

@@ -10,6 +10,7 @@ only the rules naming it become undecidable.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -24,6 +25,8 @@ from shared.snapshot import Node, RouteTable, Subnet, Unavailable
 if TYPE_CHECKING:
     from shared.azure.collect import Collector
 
+# An AzureFirewallSubnet's ipConfigurations point into the firewall (`.../azureFirewalls/<name>/...`).
+_FIREWALL_ID = re.compile(r"(.*/providers/Microsoft\.Network/azureFirewalls/[^/]+)(/|$)", re.IGNORECASE)
 MAX_POLICY_DEPTH = 5  # Azure allows one parent level today; a longer chain or a loop is refused, not followed
 MAX_APPLIANCES = 8  # distinct virtual-appliance next hops judged per cluster
 
@@ -78,7 +81,10 @@ def _appliance_at(collector: Collector, subscription: str, ip: str,
                 candidates.append(hub)
     for vnet in candidates:
         for config_id in vnet.firewall_ip_configs:
-            fw_id = config_id.split("/azureFirewallIpConfigurations/")[0]
+            found = _FIREWALL_ID.match(config_id)
+            if found is None:
+                continue
+            fw_id = found.group(1)
             got = read_firewall(collector, subscription, fw_id)
             if isinstance(got, Unavailable):
                 return got

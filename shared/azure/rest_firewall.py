@@ -137,7 +137,7 @@ def rule_collection_group(group: JSON, *, layer: int = 0, policy_id: str = "") -
     for coll in _list(gp.get("ruleCollections")):
         nat = str(coll.get("ruleCollectionType", "")).lower() == "firewallpolicynatrulecollection"
         for r in _list(coll.get("rules")):
-            rule_type = str(r.get("ruleType", "")).lower()
+            rule_type = str(r.get("ruleType", "")).lower() or _infer_rule_type(r)
             kind = "nat" if nat or rule_type == "natrule" else (
                 "application" if rule_type == "applicationrule" else "network")
             sources, source_groups = _sources(r)
@@ -161,6 +161,14 @@ def rule_collection_group(group: JSON, *, layer: int = 0, policy_id: str = "") -
                     destination_ports=_strings(r.get("destinationPorts")),
                     destination_ip_groups=_strings(r.get("destinationIpGroups")), **common))
     return tuple(rules)
+
+
+def _infer_rule_type(rule: JSON) -> str:
+    """Without the `ruleType` discriminator, an application rule still shows by its fields."""
+    app_fields = ("targetFqdns", "fqdnTags", "webCategories", "targetUrls")
+    if any(rule.get(k) for k in app_fields) or any(isinstance(p, Mapping) for p in _list(rule.get("protocols"))):
+        return "applicationrule"
+    return "networkrule"
 
 
 def ip_group_addresses(group: JSON) -> tuple[str, ...]:
