@@ -281,3 +281,11 @@ def test_unknown_reason_is_grouped_by_cause_not_repeated_per_node() -> None:
     assert (result.reason or "").count("not confirmed from a node") == 1
     assert all(n in (result.reason or "") for n in NODES)
     assert set(result.unchecked) == set(NODES)  # every node still listed as unchecked, for the lifecycle
+
+
+def test_a_definite_deny_stays_detected_even_when_the_probe_got_through() -> None:
+    denying = firewall(net_rule("block-443", "Deny", 100, "443"), app_rule())
+    result = evaluate(with_probes(routed_snapshot(denying)))
+    assert result.status is Status.DETECTED
+    assert result.subjects == (f"{FW_ID}/net/block-443",)
+    assert "reached" in result.evidence[0].detail

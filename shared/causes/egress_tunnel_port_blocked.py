@@ -9,7 +9,8 @@ Evidence rules (issue 8):
 - The control plane (NSG outbound rules, the route, the Azure Firewall behind it, shared.causes.egress_hops)
   may *detect* a block, and names the thing to fix, but never proves the path open: without a probe that
   reached the API server the answer is `unknown` ("not confirmed from a node"). With such a probe, a hop
-  the monitor could not read is a note in the evidence.
+  the monitor could not read is a note in the evidence; a definite deny in configuration stays `detected`
+  (with the probe's success as a note), since the rule is there to fix.
 - With the tunnel component unknown every tunnel port is judged: all of them failing is `detected`
   (whichever component runs, its port failed); some failing while another is reachable or undecided is
   `unknown` naming the failing ports (the tunnel may use one that works). Never `clear` on a failed port.
@@ -124,10 +125,12 @@ def _combine(snapshot: ClusterSnapshot, probe: NodeProbe | Unavailable | None, p
         return PortVerdict(Status.DETECTED, said + where, subject or _cluster_subject(snapshot, port),
                            (allow_advice(snapshot, port),))
     if outcome == "ok":
+        if hop.kind == "deny":  # a definite deny in configuration stays a finding: the rule is there to fix
+            return PortVerdict(Status.DETECTED, f"{hop.detail}; note: the node's own connection on {port} reached "
+                                                f"{host} this time (another path, or the rule not yet in force)",
+                               hop.subject, hop.remediation)
         said = f"reached {host} on {port} from the node"
-        if hop.kind == "deny":
-            said += f" although the configuration reads as blocked ({hop.detail}); the node's own connection wins"
-        elif hop.kind == "unknown":
+        if hop.kind == "unknown":
             said += f" (configuration not fully judged: {hop.detail})"
         return PortVerdict(Status.CLEAR, said)
     if hop.kind == "deny":
