@@ -215,3 +215,27 @@ def test_emulator_answers_only_authenticated_callers(emulator: Start) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, context=context, timeout=10)
         assert refused.value.code == 401
+
+
+def test_tunnel_front_agent_needs_port_9000(emulator: Start) -> None:
+    emu = emulator(fleet(cluster("aks-tf", count=2, tunnel="tunnel-front",
+                                 nodes=[{"index": 0, "egressBlocked": ["tcp/443"]},
+                                        {"index": 1, "egressBlocked": ["tcp/443"]}]),
+                         cluster("aks-tf9000", count=2, tunnel="tunnel-front",
+                                 nodes=[{"index": 0, "egressBlocked": ["tcp/9000"]},
+                                        {"index": 1, "egressBlocked": ["tcp/9000"]}])))
+    assert run(emu, "aks-tf").report["symptom"]["status"] == "ok"  # 443 is not tunnel-front's port
+    assert {n["result"] for n in run(emu, "aks-tf9000").report["symptom"]["nodes"]} == {"no-agent"}
+
+
+def test_tls_inspection_on_the_agents_egress_leaves_no_agent(emulator: Start) -> None:
+    from dataclasses import replace
+
+    from devtools.emulator.nodebridge import node_state
+
+    emu = emulator(fleet(cluster("aks-tls", count=2)))
+    for spec in emu.state.fleet.clusters[0].nodes:
+        emu.state.update_node(replace(node_state(spec), tls_inspected=True))
+    found = run(emu, "aks-tls")
+    assert {n["result"] for n in found.report["symptom"]["nodes"]} == {"no-agent"}
+    assert found.report["verdict"] == "problem"

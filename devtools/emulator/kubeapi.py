@@ -285,15 +285,19 @@ class KubeApiService:
         sources = [nodes[a.node] for a in ranked if a.node in nodes] if cluster.tunnel == "konnectivity" else \
             sorted((n for n in cluster.nodes if n.running), key=lambda n: bool(n.sim.get("ufw") or
                                                                                 n.sim.get("iptables")))[:1]
+        egress = _TUNNEL_EGRESS.get(cluster.tunnel, "tcp/443")
         for source in sources:
-            if not source.running:
-                continue
+            state = self.runcommands.current_state(source)
+            if not source.running or (egress == "tcp/443" and state.tls_inspected):
+                continue  # a TLS-inspecting proxy breaks the agent's mTLS + ALPN: it never connects
             if exec_in_node is not None:
-                if _nc(exec_in_node, source.name, api_ip, 443) != "ok":
+                proto, port = egress.split("/")
+                reached = _nc(exec_in_node, source.name, api_ip, int(port)) == "ok" if proto == "tcp" else \
+                    egress not in state.egress_blocked  # nc cannot prove UDP: the declared state decides
+                if not reached:
                     continue
                 return _nc(exec_in_node, source.name, target.ip, KUBELET_PORT), how
-            state = self.runcommands.current_state(source)
-            if "tcp/443" in state.egress_blocked:
+            if egress in state.egress_blocked:
                 continue
             return _responder_outcome(state, self.runcommands.current_state(target)), how
         return "no-agent", how
@@ -316,6 +320,9 @@ def _nc(exec_in_node: Any, node: str, ip: str, port: int) -> str:
         return "noroute"
     return "timeout"
 
+
+# The agent's connection to the API server, per tunnel component.
+_TUNNEL_EGRESS = {"konnectivity": "tcp/443", "tunnel-front": "tcp/9000", "aks-link": "udp/1194"}
 
 _GO_ERRORS = {
     "no-agent": "No agent available",
