@@ -450,3 +450,32 @@ def test_fleet_health_groups_unknown_reasons(world: dict[str, Any], page: Any) -
     assert page.get_attribute(cell, "data-status") == "unknown"
     assert report_cause(after["aks-nsg-deny"], "snat-port-exhaustion")["reason"] in page.get_attribute(cell, "title")
     screenshot(page, "dashboard-unknown-reasons.png")
+
+
+def test_per_family_answers_are_folded_into_one_row(world: dict[str, Any], page: Any) -> None:
+    """An older server answered /api/clusters with one report per check family (`family`, other families'
+    causes unknown "not checked by this check family"): the page folds them into the same row as the merged
+    answer. The page's own request is answered from the real one, split per family."""
+    merged = get_json(f"{world['base']}/api/clusters")["clusters"]
+    families = {"snat": {"snat-port-exhaustion"}, "nsg": {"nsg-blocks-10250"}}
+    split = []
+    for report in merged:
+        for family, mine in families.items():
+            causes = [c if c["id"] in mine or c["id"] not in set().union(*families.values()) else
+                      {**c, "status": "unknown", "reason": "not checked by this check family", "summary": ""}
+                      for c in report["causes"]]
+            split.append({**report, "family": family, "causes": causes})
+
+    def answer(route: Any) -> None:
+        route.fulfill(status=200, content_type="application/json",
+                      body=json.dumps({"count": len(split), "clusters": split}))
+
+    page.route(re.compile(r".*/api/clusters(\?.*)?$"), answer)
+    open_page(page, world)
+    grid = grid_cells(page)
+    expected = {r["cluster"]["id"].lower(): r for r in merged}
+    assert set(grid) == set(expected)
+    for cid, report in expected.items():
+        assert {k: v["status"] for k, v in grid[cid]["causes"].items()} == {
+            c["id"]: c["status"] for c in report["causes"]}, cid
+        assert grid[cid]["fields"]["verdict"] == report["verdict"]
