@@ -239,3 +239,11 @@ def test_tls_inspection_on_the_agents_egress_leaves_no_agent(emulator: Start) ->
     found = run(emu, "aks-tls")
     assert {n["result"] for n in found.report["symptom"]["nodes"]} == {"no-agent"}
     assert found.report["verdict"] == "problem"
+
+
+def test_a_stopped_node_is_not_asked(emulator: Start) -> None:
+    emu = emulator(fleet(cluster("aks-stopped", nodes=[{"index": 2, "powerState": "deallocated"}])))
+    found = run(emu, "aks-stopped")
+    names = node_names(emu, "aks-stopped")
+    assert sorted(by_node(found)) == sorted(names[:2])  # NotReady: its kubelet would not answer anyway
+    assert found.report["symptom"]["status"] == "ok"

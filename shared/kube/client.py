@@ -143,7 +143,8 @@ def _node(item: Any) -> KubeNode:
     conditions = tuple(NodeCondition(c.type, c.status, c.reason or "", c.message or "")
                        for c in ((status.conditions or ()) if status else ()))
     pool = next((labels[k] for k in POOL_LABELS if labels.get(k)), "")
-    return KubeNode(name=item.metadata.name, pool=pool, internal_ip=internal, conditions=conditions)
+    return KubeNode(name=item.metadata.name, pool=pool, internal_ip=internal, conditions=conditions,
+                    virtual=labels.get("type") == "virtual-kubelet")
 
 
 def _pod(item: Any) -> PodInfo:

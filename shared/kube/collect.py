@@ -159,7 +159,12 @@ def parse_ladder(data: dict[str, str] | None) -> tuple[tuple[tuple[int, int], ..
 
 
 def choose_nodes(nodes: Sequence[KubeNode], opts: KubeOptions) -> list[KubeNode]:
-    """Every node (`all`), else a rotating sample per pool with the node probes' rule."""
+    """Every node (`all`), else a rotating sample per pool with the node probes' rule.
+
+    Only Ready, real nodes: a NotReady node's kubelet does not answer whatever the tunnel does (its own
+    heartbeat is another path), and a virtual-kubelet node has no kubelet behind the tunnel.
+    """
+    nodes = [n for n in nodes if n.ready and not n.virtual]
     if opts.mode == "all":
         return list(nodes)
     turn = int(time.time() // 1800) if opts.rotation is None else opts.rotation

@@ -36,6 +36,7 @@ class KubeNode:
     pool: str  # the `kubernetes.azure.com/agentpool` (or `agentpool`) label; "" when absent
     internal_ip: str | None
     conditions: tuple[NodeCondition, ...] = ()
+    virtual: bool = False  # a virtual-kubelet node (ACI virtual nodes): no kubelet behind a tunnel
 
     @property
     def ready(self) -> bool:
