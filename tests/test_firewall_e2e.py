@@ -111,10 +111,12 @@ def test_policy_that_allows_aks_with_a_probe_is_clear(emulator: Callable[..., Em
 
 
 def _deny_other_group() -> dict[str, Any]:
+    """A catch-all web deny as an *application* rule, after the AKS allow (a network deny-all would be
+    processed before every application rule and block the API server, as Azure does)."""
     return {"name": "zz-deny-rest", "priority": 4000, "ruleCollections": [
         {"name": "deny-all", "priority": 4000, "action": "Deny", "rules": [
-            {"name": "everything", "ruleType": "NetworkRule", "ipProtocols": ["Any"], "sourceAddresses": ["*"],
-             "destinationAddresses": ["*"], "destinationPorts": ["*"]}]}]}
+            {"name": "everything", "ruleType": "ApplicationRule", "sourceAddresses": ["*"], "targetFqdns": ["*"],
+             "protocols": [{"protocolType": "Https", "port": 443}, {"protocolType": "Http", "port": 80}]}]}]}
 
 
 def test_policy_that_allows_aks_without_a_probe_is_unknown(emulator: Callable[..., Emulator]) -> None:
