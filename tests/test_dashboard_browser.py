@@ -169,6 +169,14 @@ def test_grid_matches_api_clusters_cell_for_cell(world: dict[str, Any], page: An
                            ".map(t => [t.dataset.value, Number(t.dataset.count)]))")
     for status in ("detected", "unknown", "clear", "not_applicable"):
         assert counts[status] == sum(1 for r in reports.values() for c in r["causes"] if c["status"] == status)
+    # fleet health names every family the API reports, with when it last completed
+    health = get_json(f"{world['base']}/api/health")
+    shown = page.eval_on_selector_all("#families li[data-family]",
+                                      "ls => Object.fromEntries(ls.map(l => [l.dataset.family, l.textContent]))")
+    assert set(shown) == set(health["lastSuccessfulCycle"])
+    for family, at in health["lastSuccessfulCycle"].items():
+        assert at is not None
+        assert shown[family].endswith("ago"), shown
     screenshot(page, "dashboard-grid.png")
 
 

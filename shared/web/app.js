@@ -447,7 +447,8 @@
     fam.textContent = "";
     const health = state.health || {};
     const last = health.lastSuccessfulCycle || {};
-    const families = Object.keys(last);
+    const cycles = health.cycles || {};
+    const families = [...new Set([...Object.keys(last), ...Object.keys(cycles)])];
     if (health.error) fam.append(el("li", null, el("span", { class: "k bad", text: "health unavailable" }), el("span", { class: "v", text: health.error })));
     for (const f of families) {
       const at = last[f];
@@ -455,6 +456,17 @@
       const limit = (FAMILY_STALE_MIN[f] || STALE_MIN) * 60000;
       const cls = t === null || Date.now() - t > limit ? "v bad" : "v";
       fam.append(el("li", { "data-family": f }, el("span", { class: "k", text: f }), el("span", { class: cls, title: at ? utc(at) : "no successful cycle recorded", text: at ? ago(at) : "never" })));
+      const cycle = cycles[f];
+      if (cycle) {
+        const notes = [];
+        if (!cycle.complete) notes.push(`running: ${cycle.done}/${cycle.clusters} clusters, started ${ago(cycle.startedAt)}`);
+        if (cycle.failed) notes.push(`${cycle.failed} cluster check${cycle.failed === 1 ? "" : "s"} failed`);
+        if ((cycle.errors || []).length) notes.push(`${cycle.errors.length} error${cycle.errors.length === 1 ? "" : "s"}`);
+        if (notes.length) {
+          fam.append(el("li", { class: "sub-item", "data-family-cycle": f, title: (cycle.errors || []).slice(0, 5).join("\n") },
+            el("span", { class: cycle.failed || (cycle.errors || []).length ? "v bad" : "v", text: notes.join(" · ") })));
+        }
+      }
     }
     if (health.status && health.status !== "healthy") fam.append(el("li", null, el("span", { class: "k bad", text: `status: ${health.status}` })));
 
