@@ -289,3 +289,41 @@ def test_a_definite_deny_stays_detected_even_when_the_probe_got_through() -> Non
     assert result.status is Status.DETECTED
     assert result.subjects == (f"{FW_ID}/net/block-443",)
     assert "reached" in result.evidence[0].detail
+
+
+# ------------------------------------------------------------------ inputs missing or ambiguous: never clear
+
+
+def test_unreadable_route_table_is_unknown_without_a_probe() -> None:
+    snap = replace(routed_snapshot(firewall(app_rule())), route_tables={},
+                   unreadable_route_tables={RT_ID.lower(): "access denied (403) reading route table rt-aks"})
+    result = evaluate(snap)
+    assert result.status is Status.UNKNOWN
+    assert "403" in (result.reason or "")
+
+
+def test_unreadable_nsg_on_the_path_is_never_clear() -> None:
+    from tests.builders import NSG_ID
+
+    snap = with_probes(snapshot(), egress={"tcp/443": "error"})
+    snap = replace(snap, nsgs={}, nsg_errors={NSG_ID.lower(): "throttled (429)"})
+    result = evaluate(snap)
+    assert result.status is Status.UNKNOWN
+    assert "429" in (result.reason or "")
+
+
+def test_nodes_that_could_not_be_read_are_unknown() -> None:
+    result = evaluate(snapshot(nodes=Unavailable("throttled (429) reading the scale sets")))
+    assert result.status is Status.UNKNOWN
+    assert "429" in (result.reason or "")
+
+
+def test_service_tag_route_may_bypass_the_firewall_so_no_detection_without_a_probe() -> None:
+    from shared.snapshot import Route, RouteTable
+
+    snap = routed_snapshot(firewall(app_rule(fqdn_tags=(), destination_fqdns=("x.com",))))
+    table = RouteTable(RT_ID, (Route("default-via-fw", "0.0.0.0/0", "VirtualAppliance", "10.0.1.4"),
+                               Route("azurecloud-direct", "AzureCloud.westeurope", "Internet")))
+    result = evaluate(replace(snap, route_tables={RT_ID.lower(): table}))
+    assert result.status is Status.UNKNOWN
+    assert "azurecloud-direct" in (result.reason or "")
