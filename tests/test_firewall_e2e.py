@@ -210,6 +210,16 @@ def test_forbidden_policy_read(emulator: Callable[..., Emulator], operation: str
     assert "403" in unprobed["reason"]
 
 
+def test_parent_policy_loop_is_unknown_not_followed(emulator: Callable[..., Emulator]) -> None:
+    policies = [{"name": CHILD, "resourceGroup": "rg-hub", "basePolicy": BASE,
+                 "ruleCollectionGroups": [_allow_aks_group()]},
+                {"name": BASE, "resourceGroup": "rg-hub", "basePolicy": CHILD, "ruleCollectionGroups": []}]
+    emu = emulator(scenario({"firewallPolicy": CHILD}, policies=policies))
+    found = egress_of(run(emu, probes=False))
+    assert found["status"] == "unknown", found
+    assert "loop" in found["reason"]
+
+
 # ------------------------------------------------------------------ real node namespaces (root only)
 
 
