@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _RG = re.compile(r"^[-\w._()]{1,90}$")
@@ -21,15 +21,21 @@ class InvalidResourceId(ValueError):
 
 @dataclass(frozen=True)
 class ClusterRef:
-    subscription_id: str
-    resource_group: str
-    name: str
+    """The one cluster reference (issue 9): what `parse_cluster_id` returns and what findings and
+    notifications carry (`shared.notify.message.ClusterRef` is this class). The ARM id is the key;
+    name and subscription are for people; the resource group is known when the id was parsed."""
 
-    @property
-    def id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.ContainerService/managedClusters/{self.name}"
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str = field(default="", compare=False)
+
+    @classmethod
+    def of(cls, subscription_id: str, resource_group: str, name: str) -> ClusterRef:
+        return cls(
+            f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+            f"/providers/Microsoft.ContainerService/managedClusters/{name}",
+            name, subscription_id, resource_group,
         )
 
 
@@ -59,7 +65,7 @@ def parse_cluster_id(value: str) -> ClusterRef:
         raise InvalidResourceId(f"invalid resource group name: {group!r}")
     if not _NAME.fullmatch(name):
         raise InvalidResourceId(f"invalid cluster name: {name!r}")
-    return ClusterRef(subscription.lower(), group, name)
+    return ClusterRef.of(subscription.lower(), group, name)
 
 
 def segment(resource_id: str, key: str) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.azure.clients import ArmClients
 from shared.azure.collect import Collector, describe_http_error
-from shared.azure.ids import parse_cluster_id, segment
+from shared.azure.ids import ClusterRef, parse_cluster_id, segment
 from shared.azure.probes import RunCommandLedger
 from shared.logcontext import log_context
 from shared.monitor.assess import ProbeOptions, assess
@@ -244,8 +244,7 @@ def family_report(snapshot: ClusterSnapshot, results: Sequence[Any], checked_at:
     return report
 
 
-def _cluster_ref(snapshot: ClusterSnapshot) -> Any:
-    from shared.notify.message import ClusterRef
-
+def _cluster_ref(snapshot: ClusterSnapshot) -> ClusterRef:
     return ClusterRef(id=snapshot.id, name=snapshot.name,
-                      subscription_id=snapshot.subscription_id or (segment(snapshot.id, "subscriptions") or ""))
+                      subscription_id=snapshot.subscription_id or (segment(snapshot.id, "subscriptions") or ""),
+                      resource_group=snapshot.resource_group)

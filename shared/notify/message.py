@@ -14,22 +14,17 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 from urllib.parse import quote
 
+from shared.azure import ids as _ids
 from shared.model import CauseResult, Evidence
 
 Event = Literal["detected", "reminder", "resolved"]
 EVENTS: tuple[Event, ...] = get_args(Event)
 
+# The one cluster reference (shared.azure.ids.ClusterRef), importable from here as before.
+ClusterRef = _ids.ClusterRef
+
 PORTAL_BASE = "https://portal.azure.com/#@/resource"
 _STORAGE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ClusterRef:
-    """The cluster a finding belongs to: the ARM id is the key, name/subscription are for humans."""
-
-    id: str
-    name: str
-    subscription_id: str
 
 
 @dataclass(frozen=True)
