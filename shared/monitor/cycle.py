@@ -181,11 +181,13 @@ class Monitor:
                               len(outcome.reminded), result.run_commands)
 
     def _open_probe_subjects(self, cluster_id: str) -> set[str]:
-        """Nodes with an open node-level finding: always re-probed, so a sample never resolves them blindly."""
+        """Nodes an open node-level finding touches (its subject, or the nodes its rule affects): always
+        re-probed, so a rotating sample never leaves a finding's scope unchecked cycle after cycle."""
         from shared.store.findings import list_findings
 
         node_causes = {str(c) for c in FAMILIES["probe"]}
-        return {f.subject for f in list_findings(self.store, "open", cluster=cluster_id) if f.cause in node_causes}
+        return {name for f in list_findings(self.store, "open", cluster=cluster_id) if f.cause in node_causes
+                for name in (f.subject, *f.affected)}
 
     def record_failure(self, cluster_id: str, families: Sequence[str], reason: str, *,
                        cycle_id: str | None = None) -> None:
