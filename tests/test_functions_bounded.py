@@ -207,3 +207,19 @@ def test_malformed_diagnose_message_is_dropped_without_acting(world: dict[str, A
         function("diagnose_poison")(func.QueueMessage(id="bad", body=body))
     assert sum(world["emu"].stats.snapshot().calls.values()) == before
     assert list(world["store"].diagnoses.list_entities()) == []
+
+
+def test_ledger_storage_failure_leaves_the_node_unknown_instead_of_failing_the_check(azurite_connection: str) -> None:
+    from azure.data.tables import TableServiceClient
+
+    from shared.store.connection import store_from_service
+    from shared.store.tables import DEFAULT_TABLES
+
+    service = TableServiceClient.from_connection_string(azurite_connection)
+    missing = store_from_service(service, names=DEFAULT_TABLES.namespaced("Gone" + uuid.uuid4().hex[:8]),
+                                 create=False)  # its tables do not exist: every storage call fails
+    ledger = TableRunCommandLedger(missing, "a")
+    reason = ledger.claim("/subscriptions/s/x/virtualmachines/0")
+    assert reason is not None
+    assert "could not record the run-command in storage" in reason
+    ledger.release("/subscriptions/s/x/virtualmachines/0")  # best effort, never raises

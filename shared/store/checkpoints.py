@@ -244,6 +244,18 @@ class TableRunCommandLedger:
         return _entity_keys(RUN_COMMAND, node_key)
 
     def claim(self, node_key: str, *, again: bool = True) -> str | None:
+        """None when this attempt may start the run-command; otherwise why not (never raises: a storage error
+        leaves that one node unknown instead of failing the whole cluster check)."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            return self._claim(node_key, again=again)
+        except AzureError as exc:
+            log.warning("run-command ledger unavailable: %s", type(exc).__name__)
+            return (f"could not record the run-command in storage ({type(exc).__name__}), so it was not started "
+                    "(a redelivered check could otherwise start a second one); the node is probed next cycle")
+
+    def _claim(self, node_key: str, *, again: bool) -> str | None:
         pk, rk = self._keys(node_key)
         now = datetime.now(UTC)
         entity = {"PartitionKey": pk, "RowKey": rk, "node": truncate_text(node_key, 2_000), "owner": self.owner,
@@ -256,7 +268,7 @@ class TableRunCommandLedger:
         try:
             current = self.store.checkpoints.get_entity(pk, rk)
         except ResourceNotFoundError:  # released in between: try once more
-            return self.claim(node_key, again=False) if again else "the node's run-command slot kept changing"
+            return self._claim(node_key, again=False) if again else "the node's run-command slot kept changing"
         started = _parse(str(current["started"]))
         if current.get("owner") == self.owner:
             return None
@@ -271,6 +283,9 @@ class TableRunCommandLedger:
         return None
 
     def release(self, node_key: str) -> None:
+        """Best effort: a slot left behind only delays the next attempt on that node until it is stale."""
+        from azure.core.exceptions import AzureError
+
         pk, rk = self._keys(node_key)
         try:
             current = self.store.checkpoints.get_entity(pk, rk)
@@ -279,3 +294,5 @@ class TableRunCommandLedger:
                                                      match_condition=MatchConditions.IfNotModified)
         except (ResourceNotFoundError, ResourceModifiedError):
             return
+        except AzureError as exc:
+            log.warning("run-command ledger: could not release a slot: %s", type(exc).__name__)
