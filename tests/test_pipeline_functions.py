@@ -199,3 +199,16 @@ def test_merged_report_of_a_healthy_cluster_is_healthy(two_worlds: dict[str, Any
     assert {c["id"]: c["status"] for c in healthy["causes"] if c["status"] == "unknown"} == {}
     assert healthy["verdict"] == "healthy"
     assert reports["aks-nsg-deny"]["verdict"] == "problem"
+
+
+def test_failed_discovery_is_recorded_on_the_cycle_not_a_silent_success(two_worlds: dict[str, Any]) -> None:
+    emu, monitor = two_worlds["emu"], two_worlds["functions"]
+    emu.faults.add(403, operation="Subscriptions.List", count=10)
+    context.use_monitor(monitor)
+    function("snat_timer")(TimerRequest(past_due=False))
+    health = http("health_http")
+    snat = health["cycles"]["snat"]
+    assert snat["clusters"] == 0
+    assert snat["errors"]
+    assert "403" in snat["errors"][0]
+    assert health["lastSuccessfulCycle"]["snat"] is None

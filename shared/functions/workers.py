@@ -74,10 +74,10 @@ def diagnose_worker(msg: func.QueueMessage) -> None:
         log.error("dropping a malformed diagnose message %s: %s", msg.id, exc)
         return
     monitor = get_monitor()
+    attempt = f"diagnose-{request.request_id}-{uuid.uuid4().hex}"  # unique per delivery: msg.id is not
     try:
         result = diagnose(request.cluster_id, settings=monitor.settings, clients=monitor.clients, probes=True,
-                          budget_s=PROBE_BUDGET_S,
-                          ledger=TableRunCommandLedger(monitor.store, f"diagnose-{request.request_id}-{msg.id}"))
+                          budget_s=PROBE_BUDGET_S, ledger=TableRunCommandLedger(monitor.store, attempt))
     except Exception as exc:  # any failure is the request's answer, never a request pending forever
         log.warning("diagnosis %s failed: %s", request.request_id, type(exc).__name__)
         save_diagnosis(monitor.store, request.request_id, request.cluster_id, "failed",

@@ -124,7 +124,10 @@ class Monitor:
         errors: list[str] = []
         subscriptions = list(self.settings.subscriptions)
         if not subscriptions:
-            subscriptions = collector.list_subscriptions()
+            try:
+                subscriptions = collector.list_subscriptions()
+            except Exception as exc:  # recorded on the cycle (health shows it), never a silent empty fleet
+                return [], [describe_http_error(exc, "the subscriptions this identity can see")]
         members: list[FleetMember] = []
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(subscriptions)))) as pool:
             futures = {pool.submit(collector.list_clusters, s): s for s in subscriptions}
