@@ -14,7 +14,9 @@ finding events  PK = finding id (32 hex chars: sha256 of the cluster, cause and 
                 RK = `<YYYY-MM-DDTHH:MM:SSZ>|e<episode:05d>|<event>`
                 One finding's history is one partition, already in time order.
 NSG snapshots   PK = `subscriptions:<sub>`, RK = NSG id key; properties nsg_id, rule_hash, seen_at.
-checkpoints     PK = kind (`activitylog`, `cycle`), RK = subscription id or check family key.
+checkpoints     PK = kind (`activitylog`, `activityevents`, `cycle`, `cyclerun`, `runcommand`, and
+                `cycledone|<family>|<cycle id>`), RK = subscription id, check family, VMSS VM or cluster key
+                (see shared/store/checkpoints.py for what each kind holds).
 outbox          PK = channel name (`teams`, `slack`, `webhook`)
                 RK = notification id (sha256 of findingId, event, lastSeen; see shared.notify.message)
                 Re-queuing is a no-op and channels never share retry state.
