@@ -309,8 +309,26 @@ def _responder_outcome(source: NodeState, target: NodeState) -> str:
     return kubelet_outcome(source, target)
 
 
+_NODE_LOCKS: dict[str, threading.Lock] = {}
+_WARM: set[str] = set()
+_NODE_LOCKS_GUARD = threading.Lock()
+
+
 def _nc(exec_in_node: Any, node: str, ip: str, port: int) -> str:
-    done = exec_in_node(node, ["nc", "-vz", "-w", str(_DIAL_TIMEOUT_S), ip, str(port)], timeout=30)
+    argv = ["nc", "-vz", "-w", str(_DIAL_TIMEOUT_S), ip, str(port)]
+    # The lab's first command in a node builds its PATH farm, which two concurrent first commands race on
+    # (FileExistsError): the first one per lab and node runs alone, the rest in parallel.
+    key = f"{getattr(getattr(exec_in_node, '__self__', None), 'tag', '')}/{node}"  # labs carry a random tag
+    with _NODE_LOCKS_GUARD:
+        lock = _NODE_LOCKS.setdefault(key, threading.Lock())
+        warm = key in _WARM
+    if warm:
+        done = exec_in_node(node, argv, timeout=30)
+    else:
+        with lock:
+            done = exec_in_node(node, argv, timeout=30)
+            with _NODE_LOCKS_GUARD:
+                _WARM.add(key)
     text = (done.stdout + done.stderr).lower()
     if done.returncode == 0 and "succeeded" in text:
         return "ok"
