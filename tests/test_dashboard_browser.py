@@ -104,6 +104,7 @@ def page(world: dict[str, Any]) -> Iterator[Any]:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.console_errors = errors  # a test that makes requests fail on purpose empties it
     try:
         yield page
     finally:
@@ -487,3 +488,26 @@ def test_per_family_answers_are_folded_into_one_row(world: dict[str, Any], page:
         assert {k: v["status"] for k, v in grid[cid]["causes"].items()} == {
             c["id"]: c["status"] for c in report["causes"]}, cid
         assert grid[cid]["fields"]["verdict"] == report["verdict"]
+
+
+def test_a_failed_refresh_keeps_the_last_data_and_says_so(world: dict[str, Any], page: Any) -> None:
+    """/api/clusters answering 503 (storage down) never empties or clears the grid: the last data stays, with
+    a banner naming the failure; /api/outbox failing shows "counts unavailable", not zero."""
+    open_page(page, world, "?refresh=2")
+    before = grid_cells(page)
+    page.route(re.compile(r".*/api/clusters(\?.*)?$"), lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body=json.dumps({"error": {"message": "storage unreachable: ServiceRequestError"}})))
+    page.route(re.compile(r".*/api/outbox(\?.*)?$"), lambda route: route.fulfill(status=500, body="{}"))
+    renders = int(page.get_attribute("html", "data-renders"))
+    page.wait_for_function(f"Number(document.documentElement.dataset.renders) > {renders}", timeout=20_000)
+    assert page.get_attribute("#banner", "data-kind") == "error"
+    assert "HTTP 503" in page.text_content("#banner")
+    assert "storage unreachable" in page.text_content("#banner")
+    after = grid_cells(page)
+    assert {cid: row["causes"] for cid, row in after.items()} == {cid: row["causes"] for cid, row in before.items()}
+    assert {cid: row["fields"]["verdict"] for cid, row in after.items()} == {
+        cid: row["fields"]["verdict"] for cid, row in before.items()}
+    assert "counts unavailable" in page.text_content("#outbox")
+    assert all("Failed to load resource" in e for e in page.console_errors), page.console_errors
+    page.console_errors.clear()  # the browser logs the 503/500 it was made to get

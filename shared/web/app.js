@@ -175,6 +175,10 @@
       const [clusters, findings, health, outbox] = await Promise.allSettled([
         getJSON("/clusters"), getJSON("/findings", { status: "open" }), getJSON("/health"), getJSON("/outbox"),
       ]);
+      // Health and outbox stand on their own: a failing /api/clusters must not hide them, or freeze them.
+      state.health = health.status === "fulfilled" ? health.value : { error: String(health.reason && health.reason.message) };
+      state.outbox = outbox.status === "fulfilled" ? outbox.value : null;
+      state.outboxError = outbox.status === "rejected" ? String(outbox.reason && outbox.reason.message) : null;
       if (clusters.status === "rejected") throw clusters.reason;
       state.error = null;
       state.loadedAt = new Date();
@@ -186,9 +190,6 @@
           if (!prev || cmp(f.firstSeen || "", prev) < 0) state.openSince.set(id, f.firstSeen);
         }
       }
-      state.health = health.status === "fulfilled" ? health.value : { error: String(health.reason && health.reason.message) };
-      state.outbox = outbox.status === "fulfilled" ? outbox.value : null;
-      state.outboxError = outbox.status === "rejected" ? String(outbox.reason && outbox.reason.message) : null;
       applyReports(mergeReports(clusters.value.clusters));
     } catch (err) {
       state.error = err && err.message ? err.message : String(err);
