@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,3 @@ def screenshot(page: Any, name: str) -> Path:
 
 def wait_rendered(page: Any, renders: int = 1) -> None:
     page.wait_for_function(f"Number(document.documentElement.dataset.renders || 0) >= {renders}", timeout=30_000)
-
-
-def age(now: datetime, minutes: float) -> datetime:
-    return now - timedelta(minutes=minutes)
