@@ -100,6 +100,31 @@ def test_worker_with_a_spent_budget_reports_nodes_unchecked_not_clear(world: dic
     assert all("time budget ran out" in u["reason"] for u in ufw["unchecked"])
 
 
+def test_run_command_still_running_at_the_deadline_is_unknown_and_keeps_its_slot(
+        emulator: Callable[..., Emulator], azurite_connection: str) -> None:
+    emu = emulator(DEMO_SCENARIO, run_command_latency=60.0)  # the nodes answer long after the budget
+    env = {**emu.env(), "NODE_PROBES": "all", "AzureWebJobsStorage": azurite_connection}
+    with isolated_store(azurite_connection) as store:
+        monitor = build_monitor(env, store=store)
+        _deadline_keeps_slots(monitor, store)
+
+
+def _deadline_keeps_slots(monitor: Monitor, store: Any) -> None:
+    from shared.azure.collect import Collector
+
+    message = probe_message(monitor, "aks-ufw")
+    snapshot = Collector(monitor.clients, now=monitor.now).snapshot(message.cluster or {}, with_instances=True)
+    ledger = TableRunCommandLedger(store, "slow")
+    started = time.monotonic()
+    probed = Prober(monitor.clients, deadline=started + 21.0, ledger=ledger).probe(snapshot, "all")
+    assert time.monotonic() - started < 30
+    reasons = [p.reason for p in probed.probes.values() if isinstance(p, Unavailable)]
+    assert len(reasons) == len(probed.probes)
+    assert all("did not finish within" in r for r in reasons)
+    slots = list(store.checkpoints.query_entities(f"PartitionKey eq '{RUN_COMMAND}'"))
+    assert len(slots) == len(probed.probes)  # still running on the nodes: a redelivery must not start more
+
+
 # ---------------------------------------------------------------- redelivery
 
 
