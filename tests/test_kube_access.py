@@ -104,6 +104,10 @@ def test_kubeconfig_failures_are_exact_reasons() -> None:
         access._parse_kubeconfig(_kubeconfig({"server": "http://h", "certificate-authority-data": ca}, {}), what)
     with pytest.raises(AccessError, match="no certificate-authority-data"):
         access._parse_kubeconfig(_kubeconfig({"server": "https://h"}, {}), what)
+    not_pem = base64.b64encode(b"\x00\x01").decode()
+    with pytest.raises(AccessError, match="not a PEM certificate"):
+        access._parse_kubeconfig(_kubeconfig({"server": "https://h", "certificate-authority-data": not_pem}, {}),
+                                 what)
     with pytest.raises(AccessError, match="not valid YAML"):
         access._parse_kubeconfig("a: [", what)
     with pytest.raises(AccessError, match="returned no kubeconfig"):
@@ -200,3 +204,24 @@ def test_emulated_objects_fit_the_kubernetes_clients_models() -> None:
     assert load(kubeobjects.deployment_json(spec, now), "V1Deployment").spec.replicas == 2
     with pytest.raises(ValueError, match=r"involved_object|involvedObject"):
         load({"items": [{"metadata": {"name": "x"}}], "metadata": {}}, "CoreV1EventList")
+
+
+def test_a_crash_in_the_read_costs_only_the_read(emulator: Start) -> None:
+    emu = emulator(fleet(cluster("aks-crash", count=2)))
+    settings = Settings.from_env({**os.environ, "NODE_PROBES": "all"})
+    clients = ArmClients(settings)
+    try:
+        collector = Collector(clients)
+        raw = collector.managed_cluster(parse_cluster_id(cluster_id(emu, "aks-crash")))
+
+        def broken(_target: KubeTarget) -> KubeClient:
+            raise RuntimeError("boom")
+
+        read = read_cluster(clients, raw, collector.snapshot(raw, with_instances=False), KubeOptions(mode="all"),
+                            connect=broken)
+    finally:
+        clients.close()
+    assert read.kube is not None
+    assert getattr(read.kube, "reason", "") == "the Kubernetes API read failed: RuntimeError: boom"
+    assert isinstance(read.symptom, tuple)
+    assert {n.result for n in read.symptom} == {"error"}

@@ -129,7 +129,10 @@ def _parse_kubeconfig(text: str, what: str) -> tuple[str, bytes, dict[str, Any]]
     ca = cluster.get("certificate-authority-data")
     if not ca:
         raise AccessError(f"{what} carries no certificate-authority-data for the API server")
-    return server, _b64(ca, what), user if isinstance(user, dict) else {}
+    ca_pem = _b64(ca, what)
+    if not ca_pem.lstrip().startswith(b"-----BEGIN CERTIFICATE-----") or not ca_pem.isascii():
+        raise AccessError(f"{what} carries certificate-authority-data that is not a PEM certificate")
+    return server, ca_pem, user if isinstance(user, dict) else {}
 
 
 def _b64(value: Any, what: str) -> bytes:

@@ -67,6 +67,15 @@ def read_cluster(clients: ArmClients, cluster: dict[str, Any], snapshot: Cluster
     if snapshot.unsupported_reason:
         return snapshot
     try:
+        return _read(clients, cluster, snapshot, opts, connect)
+    except Exception as exc:  # a bug or an unforeseen answer must cost this read, never the whole diagnosis
+        log.exception("kubernetes read failed")
+        return _unavailable(snapshot, f"the Kubernetes API read failed: {type(exc).__name__}: {exc}", ERROR, opts)
+
+
+def _read(clients: ArmClients, cluster: dict[str, Any], snapshot: ClusterSnapshot, opts: KubeOptions,
+          connect: Callable[[KubeTarget], KubeClient] | None) -> ClusterSnapshot:
+    try:
         target = fetch_target(clients, cluster)
     except AccessError as exc:
         return _unavailable(snapshot, str(exc), UNREACHABLE, opts)
