@@ -225,3 +225,38 @@ def test_a_crash_in_the_read_costs_only_the_read(emulator: Start) -> None:
     assert getattr(read.kube, "reason", "") == "the Kubernetes API read failed: RuntimeError: boom"
     assert isinstance(read.symptom, tuple)
     assert {n.result for n in read.symptom} == {"error"}
+
+
+def test_no_token_for_the_aks_server_application_is_unknown(emulator: Start) -> None:
+    """Entra ID refuses the AKS server application's scope (as AADSTS errors do); ARM tokens still work."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import DefaultAzureCredential
+
+    class RefusesAksScope:
+        def __init__(self) -> None:
+            self.inner = DefaultAzureCredential()
+
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            if access.AKS_SERVER_APP_SCOPE in scopes:
+                raise ClientAuthenticationError("AADSTS500011: The resource principal named "
+                                                "6dae42f8-4368-4678-94ff-3960e28e3630 was not found")
+            return self.inner.get_token(*scopes, **kwargs)
+
+        def get_token_info(self, *scopes: str, **kwargs: Any) -> Any:
+            return self.inner.get_token_info(*scopes, **kwargs)
+
+    emu = emulator(fleet(cluster("aks-notoken", count=2)))
+    settings = Settings.from_env({**os.environ, "NODE_PROBES": "all"})
+    clients = ArmClients(settings, credential=RefusesAksScope())
+    try:
+        collector = Collector(clients)
+        raw = collector.managed_cluster(parse_cluster_id(cluster_id(emu, "aks-notoken")))
+        read = read_cluster(clients, raw, collector.snapshot(raw, with_instances=False), KubeOptions(mode="all"))
+    finally:
+        clients.close()
+    assert getattr(read.kube, "reason", "") == (
+        "could not get a token for the AKS server application (6dae42f8-4368-4678-94ff-3960e28e3630/.default) from "
+        "the monitor's identity: AADSTS500011: The resource principal named 6dae42f8-4368-4678-94ff-3960e28e3630 "
+        "was not found")
+    assert isinstance(read.symptom, tuple)
+    assert {n.result for n in read.symptom} == {"forbidden"}

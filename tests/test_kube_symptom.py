@@ -139,6 +139,7 @@ def test_credential_forbidden_by_arm_is_unknown(emulator: Start) -> None:
     found = run(emu, "aks-arm403")
     _unknown_everywhere(found, "access denied (403 AuthorizationFailed) reading the cluster user credential "
                                "(listClusterUserCredential)")
+    assert {n["result"] for n in found.report["symptom"]["nodes"]} == {"forbidden"}
 
 
 def test_local_account_cluster_uses_the_monitoring_user_certificate(emulator: Start) -> None:

@@ -34,7 +34,14 @@ MONITORING_USER = "monitoring-user"
 
 
 class AccessError(Exception):
-    """The API cannot be reached or used; the message is the exact `unknown` reason for the report."""
+    """The API cannot be reached or used; the message is the exact `unknown` reason for the report.
+
+    `forbidden`: the monitor was refused (ARM 401/403, no token), rather than not finding its way there.
+    """
+
+    def __init__(self, message: str, *, forbidden: bool = False) -> None:
+        super().__init__(message)
+        self.forbidden = forbidden
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,8 @@ def fetch_target(clients: ArmClients, cluster: dict[str, Any]) -> KubeTarget:
             answer = container.managed_clusters.list_cluster_monitoring_user_credentials(ref.resource_group,
                                                                                         ref.name)
     except AzureError as exc:
-        raise AccessError(describe_http_error(exc, what)) from None
+        raise AccessError(describe_http_error(exc, what),
+                          forbidden=getattr(exc, "status_code", None) in (401, 403)) from None
     config = _first_kubeconfig(to_rest(answer), what)
     server, ca_pem, user = _parse_kubeconfig(config, what)
     if entra:
@@ -88,7 +96,7 @@ def _token(clients: ArmClients) -> str:
     except Exception as exc:  # azure-identity raises several types; the reason must name what failed
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AccessError(f"could not get a token for the AKS server application ({AKS_SERVER_APP_SCOPE}) "
-                          f"from the monitor's identity: {first}") from None
+                          f"from the monitor's identity: {first}", forbidden=True) from None
 
 
 def _first_kubeconfig(answer: dict[str, Any], what: str) -> str:

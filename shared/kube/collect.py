@@ -78,7 +78,7 @@ def _read(clients: ArmClients, cluster: dict[str, Any], snapshot: ClusterSnapsho
     try:
         target = fetch_target(clients, cluster)
     except AccessError as exc:
-        return _unavailable(snapshot, str(exc), UNREACHABLE, opts)
+        return _unavailable(snapshot, str(exc), FORBIDDEN if exc.forbidden else UNREACHABLE, opts)
     with (connect or _connect(opts))(target) as api:
         try:
             nodes = api.list_nodes()
