@@ -118,5 +118,5 @@ def test_redaction_shapes() -> None:
     assert redact_text("X-Monitor-Signature: sha256=" + "ab" * 32) == "X-Monitor-Signature: sha256=…"
     assert redact_text("Authorization: Bearer eyJhbGciOi.abc.def") == "Authorization: Bearer …"
     assert redact_attribute("url.path", "/hooks/x") == "…"
-    assert redact_attribute("code.filepath", "/work/main/shared/x.py") == "/work/main/shared/x.py"
+    assert redact_attribute("code.filepath", "shared/notify/delivery.py") == "shared/notify/delivery.py"
     assert redact_attribute("http.status_code", 500) == 500
