@@ -9,6 +9,8 @@ refusal inside UFW's chains makes this cause detected, and unreadable rules make
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from shared.causes.base import Cause
 from shared.causes.common import (
     KUBELET_PORT,
@@ -20,7 +22,7 @@ from shared.causes.node_sources import from_every_source, tunnel_sources
 from shared.model import CauseId, CauseResult, Status
 from shared.netrules import ufw_chains
 from shared.netrules.errors import ParseError
-from shared.netrules.iptables import Packet, evaluate, parse_iptables, removal_command
+from shared.netrules.iptables import Packet, Ruleset, evaluate, parse_iptables, removal_command
 from shared.netrules.ufw import UfwVerdict, decide, parse_ufw_status, remediation, subject
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 
@@ -69,7 +71,7 @@ def _hidden_rules_outcome(node: Node, probe: NodeProbe, source: str, status_says
     if node.private_ip is None:
         return NodeOutcome(node.name, Status.UNKNOWN, "the node has no private IP to test UFW's chains against")
     try:
-        kernel = evaluate(parse_iptables(probe.iptables_save),
+        kernel = evaluate(_parsed(probe.iptables_save),
                           Packet(source_ip=source, destination_ip=node.private_ip, destination_port=KUBELET_PORT))
     except ParseError as exc:
         return NodeOutcome(node.name, Status.UNKNOWN,
@@ -91,6 +93,12 @@ def _hidden_rules_outcome(node: Node, probe: NodeProbe, source: str, status_says
         ufw_chains.remediation(kernel, removal_command(kernel), allow_from=allow_from or source, port=KUBELET_PORT),
         f"ufw ({origin}): {' '.join(rule.text.split())}" if rule else f"ufw ({origin}): INPUT policy",
     )
+
+
+@lru_cache(maxsize=8)
+def _parsed(iptables_save: str) -> Ruleset:
+    """One parse per node's rules, however many tunnel sources the node is checked from."""
+    return parse_iptables(iptables_save)
 
 
 def ufw_outcome(node: str, verdict: UfwVerdict, source: str, *, port: int = KUBELET_PORT,
