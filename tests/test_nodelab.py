@@ -6,6 +6,7 @@ import hashlib
 import logging
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -334,3 +335,33 @@ def test_filter_table_text_declares_user_chains() -> None:
     assert filter_table_text(full) == full
     with pytest.raises(ValueError, match="egress_blocked"):
         NodeState("x", "10.0.0.1", egress_blocked=frozenset({"443"}))
+
+
+def test_path_farm_survives_concurrent_first_commands(tmp_path: Path) -> None:
+    """Two first commands on a node build the PATH farm at once: neither may fail or see a partial copy."""
+    from devtools.emulator.nodelab import _dirs_without
+
+    hidden = {"crictl", "ufw", "ls"}  # ls: always present, so at least one directory is copied
+    farm = tmp_path / "path"
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            results.append(_dirs_without(hidden, farm))
+        except BaseException as exc:  # the test reports whatever a thread raised
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert all(result == results[0] for result in results)
+    copies = [Path(d) for d in results[0] if Path(d).is_relative_to(farm)]
+    assert copies
+    for copy in copies:
+        assert not (copy / "ls").exists()
+        assert any(copy.iterdir())
+    assert not [p for p in farm.iterdir() if p.name.startswith(".building-")]

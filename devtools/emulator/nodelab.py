@@ -490,9 +490,16 @@ def _dirs_without(hidden: set[str], farm: Path) -> list[str]:
             continue
         copy = farm / real.strip("/").replace("/", "_")
         if not copy.exists():
-            copy.mkdir(parents=True)
+            # Built aside and renamed into place: two first commands on a node may race here, and neither
+            # may ever see a half-built directory (a tool missing from PATH would read as "not installed").
+            farm.mkdir(parents=True, exist_ok=True)
+            building = Path(tempfile.mkdtemp(prefix=".building-", dir=farm))
             for entry in entries - hidden:
-                (copy / entry).symlink_to(os.path.join(real, entry))
+                (building / entry).symlink_to(os.path.join(real, entry))
+            try:
+                building.rename(copy)
+            except OSError:  # the other builder won; its copy is complete
+                shutil.rmtree(building, ignore_errors=True)
         result.append(str(copy))
     return result
 
