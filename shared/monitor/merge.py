@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared.causes import REGISTRY
-from shared.model import Status, verdict_of
+from shared.model import Status
 from shared.monitor.families import family_of
+from shared.report import report_verdict
 
 # Older rows (before per-family reports) carried other families' causes as unknown with this reason.
 LEGACY_HIDDEN_REASON = "not checked by this check family"
@@ -58,12 +59,14 @@ def merge_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     tunnel = (with_probes.get("cluster") or {}).get("tunnel")
     if tunnel and tunnel != "unknown":
         cluster["tunnel"] = tunnel
+    symptom = with_probes.get("symptom") or newest.get("symptom") or {}
     merged: dict[str, Any] = {
         "cluster": cluster,
         "checkedAt": newest.get("checkedAt"),
-        "verdict": str(verdict_of(Status(c["status"]) for c in causes)),
+        # Same rule as a single report: a degraded symptom is a problem even when no cause explains it.
+        "verdict": str(report_verdict((Status(c["status"]) for c in causes), symptom)),
         "causes": causes,
-        "symptom": with_probes.get("symptom") or newest.get("symptom"),
+        "symptom": symptom,
     }
     if with_probes.get("coverage") is not None:
         merged["coverage"] = with_probes["coverage"]
