@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import azure.functions as func
 
@@ -21,19 +23,32 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 log = logging.getLogger(__name__)
 
 
-def _text(msg: func.QueueMessage) -> str:
-    return msg.get_body().decode("utf-8", errors="replace")
+T = TypeVar("T")
+
+
+def _parsed(msg: func.QueueMessage, parse: Callable[[str], T], what: str) -> T | None:
+    """The message parsed, or None after logging why it is dropped (a malformed message is never retried)."""
+    from shared.monitor.queues import BadMessage
+
+    try:
+        return parse(msg.get_body().decode("utf-8", errors="replace"))
+    except BadMessage as exc:
+        log.error("dropping a malformed %s message %s: %s", what, msg.id, exc)
+        return None
+
+
+def _poison_reason(msg: func.QueueMessage, what: str, where: str) -> str:
+    return (f"the {what} kept failing ({msg.dequeue_count or 'several'} attempts) and was moved to the poison "
+            f"queue; see the function logs{where}")
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=CHECK_QUEUE, connection="AzureWebJobsStorage")
 def cluster_check_worker(msg: func.QueueMessage) -> None:
     from shared.monitor.pipeline import run_check
-    from shared.monitor.queues import BadMessage, parse_check_message
+    from shared.monitor.queues import parse_check_message
 
-    try:
-        message = parse_check_message(_text(msg))
-    except BadMessage as exc:
-        log.error("dropping a malformed check message %s: %s", msg.id, exc)
+    message = _parsed(msg, parse_check_message, "check")
+    if message is None:
         return
     monitor = get_monitor()
     attempt = f"{msg.id or 'local'}-{msg.dequeue_count or 0}-{uuid.uuid4().hex[:8]}"
@@ -47,16 +62,12 @@ def cluster_check_worker(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=CHECK_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")
 def cluster_check_poison(msg: func.QueueMessage) -> None:
     from shared.monitor.pipeline import record_failure_safely
-    from shared.monitor.queues import BadMessage, parse_check_message
+    from shared.monitor.queues import parse_check_message
 
-    try:
-        message = parse_check_message(_text(msg))
-    except BadMessage as exc:
-        log.error("poison queue: malformed message %s: %s", msg.id, exc)
+    message = _parsed(msg, parse_check_message, "poisoned check")
+    if message is None:
         return
-    reason = (f"the check kept failing ({msg.dequeue_count or 'several'} attempts) and was moved to the poison "
-              "queue; see the function logs for this cluster")
-    record_failure_safely(get_monitor(), message, reason)
+    record_failure_safely(get_monitor(), message, _poison_reason(msg, "check", " for this cluster"))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=DIAGNOSE_QUEUE, connection="AzureWebJobsStorage")
@@ -64,14 +75,12 @@ def diagnose_worker(msg: func.QueueMessage) -> None:
     """Runs an on-demand diagnosis with node probes, outside the 230 s HTTP limit; always ends done/failed."""
     from shared.diagnose import diagnose
     from shared.monitor.pipeline import PROBE_BUDGET_S
-    from shared.monitor.queues import BadMessage, parse_diagnose_message
+    from shared.monitor.queues import parse_diagnose_message
     from shared.store.checkpoints import TableRunCommandLedger
     from shared.store.status import save_diagnosis
 
-    try:
-        request = parse_diagnose_message(_text(msg))
-    except BadMessage as exc:
-        log.error("dropping a malformed diagnose message %s: %s", msg.id, exc)
+    request = _parsed(msg, parse_diagnose_message, "diagnose")
+    if request is None:
         return
     monitor = get_monitor()
     attempt = f"diagnose-{request.request_id}-{uuid.uuid4().hex}"  # unique per delivery: msg.id is not
@@ -89,18 +98,14 @@ def diagnose_worker(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=DIAGNOSE_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")
 def diagnose_poison(msg: func.QueueMessage) -> None:
     """The worker could not even store its answer (storage down?) five times: record `failed` now."""
-    from shared.monitor.queues import BadMessage, parse_diagnose_message
+    from shared.monitor.queues import parse_diagnose_message
     from shared.store.status import save_diagnosis
 
-    try:
-        request = parse_diagnose_message(_text(msg))
-    except BadMessage as exc:
-        log.error("poison queue: malformed diagnose message %s: %s", msg.id, exc)
+    request = _parsed(msg, parse_diagnose_message, "poisoned diagnose")
+    if request is None:
         return
-    reason = (f"the diagnosis kept failing ({msg.dequeue_count or 'several'} attempts) and was moved to the "
-              "poison queue; see the function logs")
     save_diagnosis(get_monitor().store, request.request_id, request.cluster_id, "failed",
-                   {"error": {"message": reason}})
+                   {"error": {"message": _poison_reason(msg, "diagnosis", "")}})
 
 
 def failure_message(exc: BaseException) -> str:
