@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -41,7 +41,9 @@ from devtools.emulator.http_types import ArmError, Request, Response
 from devtools.emulator.nodes import NodeState
 from devtools.emulator.runcommand import RunCommandService
 from devtools.emulator.scenario import ClusterSpec, NodeSpec
+from devtools.emulator.server import TlsPerConnectionServer
 from devtools.emulator.state import EmulatorState
+from shared.tunnel import PORTS_BY_TUNNEL
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +287,7 @@ class KubeApiService:
         sources = [nodes[a.node] for a in ranked if a.node in nodes] if cluster.tunnel == "konnectivity" else \
             sorted((n for n in cluster.nodes if n.running), key=lambda n: bool(n.sim.get("ufw") or
                                                                                 n.sim.get("iptables")))[:1]
-        egress = _TUNNEL_EGRESS.get(cluster.tunnel, "tcp/443")
+        egress = PORTS_BY_TUNNEL.get(cluster.tunnel, ("tcp/443",))[0]  # the agent's own connection
         for source in sources:
             state = self.runcommands.current_state(source)
             if not source.running or (egress == "tcp/443" and state.tls_inspected):
@@ -339,9 +341,6 @@ def _nc(exec_in_node: Any, node: str, ip: str, port: int) -> str:
     return "timeout"
 
 
-# The agent's connection to the API server, per tunnel component.
-_TUNNEL_EGRESS = {"konnectivity": "tcp/443", "tunnel-front": "tcp/9000", "aks-link": "udp/1194"}
-
 _GO_ERRORS = {
     "no-agent": "No agent available",
     "timeout": "dial tcp {ip}:10250: i/o timeout",
@@ -350,26 +349,13 @@ _GO_ERRORS = {
 }
 
 
-class _KubeServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _KubeServer(TlsPerConnectionServer):
     request_queue_size = 256
-    allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], service: KubeApiService, cluster_id: str,
                  tls: ssl.SSLContext) -> None:
         self.service, self.cluster_id, self.tls = service, cluster_id, tls
         super().__init__(address, _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(30)
-        try:
-            secured = self.tls.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            self.RequestHandlerClass(secured, client_address, self)  # type: ignore[arg-type]
-        finally:
-            secured.close()
 
 
 class _Handler(BaseHTTPRequestHandler):

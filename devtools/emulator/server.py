@@ -22,16 +22,12 @@ Dispatcher = Callable[[Request], Response]
 _SLASHES = re.compile(r"/{2,}")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512
-    allow_reuse_address = True
+class TlsPerConnectionServer(ThreadingHTTPServer):
+    """A threaded server that does each TLS handshake in the connection's own thread (plain HTTP without `tls`)."""
 
-    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher, tls: ssl.SSLContext | None) -> None:
-        self.dispatcher = dispatcher
-        self.tls = tls
-        self.base_url = ""
-        super().__init__(address, _Handler)
+    daemon_threads = True
+    allow_reuse_address = True
+    tls: ssl.SSLContext | None = None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls is None:
@@ -47,6 +43,15 @@ class _Server(ThreadingHTTPServer):
         finally:
             secured.close()
 
+
+class _Server(TlsPerConnectionServer):
+    request_queue_size = 512
+
+    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher, tls: ssl.SSLContext | None) -> None:
+        self.dispatcher = dispatcher
+        self.tls = tls
+        self.base_url = ""
+        super().__init__(address, _Handler)
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
