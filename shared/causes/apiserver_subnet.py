@@ -28,11 +28,13 @@ from shared.model import CauseResult, Evidence, Status
 from shared.netrules.nsg import (
     AVNM_CONTAINER_ID,
     CompiledAdminRules,
+    RuleNetwork,
     compile_admin_rules,
     evaluate_path,
     first_free_priority_below,
+    rule_networks,
 )
-from shared.netrules.nsg_types import AdminRule, Direction, Flow, NetworkSecurityGroup, PathDecision, RuleDecision
+from shared.netrules.nsg_types import Direction, Flow, NetworkSecurityGroup, PathDecision, RuleDecision
 from shared.snapshot import ClusterSnapshot, Node, Subnet, Unavailable
 from shared.tunnel import KUBELET_PORT
 
@@ -87,7 +89,7 @@ def check(snapshot: ClusterSnapshot) -> ApiSubnetCheck | None:
     if not nodes:
         return ApiSubnetCheck(reason="the cluster has no running nodes with a private IP to check")
     admin = compile_admin_rules(snapshot.admin_rules)
-    networks = _rule_networks(snapshot.nsgs, snapshot.admin_rules)
+    networks = rule_networks(snapshot.nsgs, snapshot.admin_rules)
     result = ApiSubnetCheck()
     for api_ip in _representatives(api, networks):
         for members in _node_classes(snapshot, nodes, networks):
@@ -97,7 +99,8 @@ def check(snapshot: ClusterSnapshot) -> ApiSubnetCheck | None:
     return result
 
 
-def _node_classes(snapshot: ClusterSnapshot, nodes: Sequence[Node], networks: Sequence[_Network]) -> list[list[Node]]:
+def _node_classes(snapshot: ClusterSnapshot, nodes: Sequence[Node],
+                  networks: Sequence[RuleNetwork]) -> list[list[Node]]:
     """Nodes no rule can tell apart (subnet, NIC NSG, ASGs, which rule prefixes hold their IP): one flow each."""
     asgs_of_ip: dict[str, set[str]] = {}
     for asg, members in snapshot.address_context.asg_members.items():
@@ -162,29 +165,9 @@ def _decide(snapshot: ClusterSnapshot, nsgs: Mapping[str, NetworkSecurityGroup],
                 result.undecided.setdefault(name, f"{need.what} ({direction.lower()}) undecided: {why}")
 
 
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _rule_networks(nsgs: Mapping[str, NetworkSecurityGroup], admin_rules: Sequence[AdminRule]) -> list[_Network]:
-    """Every IP prefix a rule can test (service tags are the same for every address of one kind)."""
-    texts: set[str] = set()
-    for nsg in {id(n): n for n in nsgs.values()}.values():
-        for rule in nsg.rules:
-            texts.update(rule.source_prefixes)
-            texts.update(rule.destination_prefixes)
-    for admin_rule in admin_rules:
-        texts.update(admin_rule.sources)
-        texts.update(admin_rule.destinations)
-    networks: list[_Network] = []
-    for text in {t.strip() for value in texts for t in value.split(",") if t.strip()}:
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            continue
-    return networks
-
-
-def _representatives(api: Subnet, networks: Sequence[_Network]) -> list[str]:
+def _representatives(api: Subnet, networks: Sequence[RuleNetwork]) -> list[str]:
     """One address per stretch of the API server subnet that no rule prefix boundary splits."""
     reps: list[str] = []
     for prefix in api.prefixes:

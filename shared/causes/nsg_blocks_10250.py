@@ -31,6 +31,7 @@ from shared.netrules.nsg import (
     compile_admin_rules,
     evaluate_path,
     first_free_priority_below,
+    rule_networks,
 )
 from shared.netrules.nsg_types import (
     AddressContext,
@@ -138,20 +139,8 @@ def _rule_prefixes(nsgs: Mapping[str, NetworkSecurityGroup], admin_rules: Iterab
     """Every IP prefix a rule or the VirtualNetwork tag can test (the only way an IP changes a verdict),
     as {(IP version, prefix length): {network address}} so that a node's containing prefixes are one set
     lookup per length, not one test per prefix (NSGs hold up to 1,000 rules each)."""
-    items: set[str] = set(context.vnet_prefixes)
-    for nsg in {id(n): n for n in nsgs.values()}.values():
-        for rule in nsg.rules:
-            items.update(rule.source_prefixes)
-            items.update(rule.destination_prefixes)
-    for admin in admin_rules:
-        items.update(admin.sources)
-        items.update(admin.destinations)
     by_length: dict[tuple[int, int], set[int]] = {}
-    for item in {i.strip() for value in items for i in value.split(",") if i.strip()}:
-        try:
-            network = ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            continue  # a service tag: evaluated as such, the same for every node IP inside the VNet
+    for network in rule_networks(nsgs, admin_rules, context.vnet_prefixes):
         by_length.setdefault((network.version, network.prefixlen), set()).add(int(network.network_address))
     return by_length
 

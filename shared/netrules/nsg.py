@@ -31,7 +31,7 @@ import re
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -54,12 +54,14 @@ __all__ = [
     "CompiledAdminRules",
     "CompiledNsg",
     "NsgVerdict",
+    "RuleNetwork",
     "compile_admin_rules",
     "compile_nsg",
     "default_rules",
     "evaluate_nsg",
     "evaluate_path",
     "first_free_priority_below",
+    "rule_networks",
 ]
 
 MIN_CUSTOM_PRIORITY = 100
@@ -773,3 +775,30 @@ def evaluate_path(
     if first_unknown is not None:
         return PathDecision(None, tuple(decisions), first_unknown)
     return PathDecision(True, tuple(decisions))
+
+
+RuleNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def rule_networks(nsgs: Mapping[str, NetworkSecurityGroup], admin_rules: Iterable[AdminRule],
+                  extra: Iterable[str] = ()) -> list[RuleNetwork]:
+    """Every IP prefix an NSG rule, an AVNM admin rule (or `extra`, e.g. the VNet's prefixes) can test.
+
+    These are the only boundaries at which a node's or a subnet's IP can change a verdict; service tags
+    are skipped, because they decide the same way for every address of one kind.
+    """
+    texts: set[str] = set(extra)
+    for nsg in {id(n): n for n in nsgs.values()}.values():
+        for rule in nsg.rules:
+            texts.update(rule.source_prefixes)
+            texts.update(rule.destination_prefixes)
+    for admin_rule in admin_rules:
+        texts.update(admin_rule.sources)
+        texts.update(admin_rule.destinations)
+    networks: list[RuleNetwork] = []
+    for text in {t.strip() for value in texts for t in value.split(",") if t.strip()}:
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            continue
+    return networks
