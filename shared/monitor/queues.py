@@ -68,16 +68,22 @@ class CheckMessage:
         return out
 
 
-def parse_check_message(text: str) -> CheckMessage:
-    from shared.azure.ids import InvalidResourceId, parse_cluster_id
-    from shared.monitor.families import FAMILIES
-
+def _json_object(text: str) -> dict[str, Any]:
+    """The message body as a JSON object, or BadMessage saying why not."""
     try:
         data = json.loads(text)
     except ValueError:
         raise BadMessage("not JSON") from None
     if not isinstance(data, dict):
         raise BadMessage("not a JSON object")
+    return data
+
+
+def parse_check_message(text: str) -> CheckMessage:
+    from shared.azure.ids import InvalidResourceId, parse_cluster_id
+    from shared.monitor.families import FAMILIES
+
+    data = _json_object(text)
     try:
         ref = parse_cluster_id(str(data.get("clusterId", "")))
     except InvalidResourceId as exc:
@@ -103,12 +109,7 @@ class DiagnoseMessage:
 
 def parse_diagnose_message(text: str) -> DiagnoseMessage:
     """`{"requestId", "clusterId"}` as the HTTP API wrote it; anything else is a BadMessage."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise BadMessage("not JSON") from None
-    if not isinstance(data, dict):
-        raise BadMessage("not a JSON object")
+    data = _json_object(text)
     request_id, cluster_id = str(data.get("requestId", "")), str(data.get("clusterId", ""))
     if not _ID.match(request_id):
         raise BadMessage("requestId must be 1-64 letters or digits")
