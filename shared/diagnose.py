@@ -33,8 +33,11 @@ class Diagnosis:
 
 
 def diagnose_snapshot(snapshot: ClusterSnapshot, checked_at: datetime) -> Diagnosis:
+    from shared.kube.unexplained import explain_symptom
+
     results = evaluate_all(snapshot)
-    return Diagnosis(build_report(snapshot, results, checked_at), snapshot, results)
+    return Diagnosis(build_report(snapshot, results, checked_at, explain_symptom(snapshot, results)), snapshot,
+                     results)
 
 
 def diagnose(
@@ -67,8 +70,8 @@ def diagnose(
             options = ProbeOptions(settings.node_probes if probes else "off", settings.probe_sample_per_pool,
                                    deadline, ledger, progress=progress, kube_mode=settings.node_probes)
             result = assess(collector, collector.managed_cluster(ref), ALL_FAMILIES, options, every_cause=True)
-            return Diagnosis(build_report(result.snapshot, result.results, clock()), result.snapshot,
-                             result.results)
+            return Diagnosis(build_report(result.snapshot, result.results, clock(), result.explanation),
+                             result.snapshot, result.results)
     finally:
         if own_clients:
             arm.close()

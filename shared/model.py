@@ -27,6 +27,12 @@ class CauseId(StrEnum):
 
 CAUSE_ORDER: tuple[CauseId, ...] = tuple(CauseId)
 
+# Not a report cause: the finding a broken tunnel opens when no detected cause explains it
+# (shared.kube.unexplained), so that it still alerts. Findings, their API filter and alerts use it like a
+# cause id; reports list it under `symptom.explanation`, never in `causes`.
+UNEXPLAINED_ID = "tunnel-unexplained"
+FINDING_IDS: tuple[str, ...] = (*(str(c) for c in CAUSE_ORDER), UNEXPLAINED_ID)
+
 
 class Status(StrEnum):
     DETECTED = "detected"
@@ -74,7 +80,7 @@ class CauseResult:
     resolve anything), and the report lists them.
     """
 
-    id: CauseId
+    id: CauseId | str  # a CauseId, or UNEXPLAINED_ID for the symptom's own finding
     status: Status
     title: str
     summary: str

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.kube.types import BROKEN, OK
+from shared.kube.unexplained import SymptomExplanation
 from shared.model import CauseResult, Status, Verdict, verdict_of
 from shared.snapshot import ClusterSnapshot, Node, NodeProbe, Unavailable
 from shared.tunnel import TUNNEL_CONTAINERS
@@ -89,8 +90,13 @@ def coverage_text(coverage: dict[str, Any]) -> str:
     return f"{coverage.get('probes', 'off')}: {pools or 'no nodes'} nodes probed"
 
 
-def build_report(snapshot: ClusterSnapshot, results: Sequence[CauseResult], checked_at: datetime) -> dict[str, Any]:
+def build_report(snapshot: ClusterSnapshot, results: Sequence[CauseResult], checked_at: datetime,
+                 explanation: SymptomExplanation | None = None) -> dict[str, Any]:
+    """`explanation`: the symptom against the detected causes (shared.kube.unexplained), as
+    `symptom.explanation`; None when the symptom was not read."""
     symptom = symptom_json(snapshot)
+    if explanation is not None:
+        symptom["explanation"] = explanation.to_json()
     return {
         "cluster": cluster_json(snapshot),
         "checkedAt": iso_utc(checked_at),

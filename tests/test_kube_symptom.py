@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from shared.kube.types import BROKEN
-from shared.kube.unexplained import UNEXPLAINED_ID, unexplained_symptom
-from shared.model import CauseId, Status
+from shared.kube.unexplained import explain_symptom
+from shared.model import UNEXPLAINED_ID, CauseId, Status
 from tests.emulator_fixtures import emulator_fixture  # noqa: F401 (fixture)
 from tests.kube_scenarios import Start, by_node, cause, cluster, fleet, node_names, run
 
@@ -170,8 +170,10 @@ def test_degraded_symptom_without_a_cause_is_a_problem_with_an_unexplained_findi
     found = run(emu, "aks-odd")
     assert not [c for c in found.report["causes"] if c["status"] == "detected"]
     assert found.report["verdict"] == "problem"
-    finding = unexplained_symptom(found.snapshot, found.results)
-    assert finding is not None
+    assert found.report["symptom"]["explanation"]["unexplainedNodes"] == [names[0]]
+    explanation = explain_symptom(found.snapshot, found.results)
+    assert explanation is not None
+    finding = explanation.to_result(found.snapshot.id)
     assert finding.id == UNEXPLAINED_ID
     assert finding.status is Status.DETECTED
     assert finding.subjects == (found.snapshot.id,)
@@ -187,13 +189,13 @@ def test_unexplained_finding_clears_when_a_cause_explains_it_and_is_unknown_when
                          cluster("aks-y", kube={"rbac": "forbid"})))
     explained = run(emu, "aks-x")
     assert cause(explained, KONN)["status"] == "detected"
-    finding = unexplained_symptom(explained.snapshot, explained.results)
-    assert finding is not None
-    assert finding.status is Status.CLEAR
-    assert KONN in finding.summary
+    explanation = explained.report["symptom"]["explanation"]
+    assert explanation["status"] == "clear"
+    assert KONN in explanation["summary"]
     unread = run(emu, "aks-y")
-    finding = unexplained_symptom(unread.snapshot, unread.results)
-    assert finding is not None
+    found = explain_symptom(unread.snapshot, unread.results)
+    assert found is not None
+    finding = found.to_result(unread.snapshot.id)
     assert finding.status is Status.UNKNOWN
     assert "RBAC forbids" in (finding.reason or "")
 

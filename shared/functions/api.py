@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.model import CAUSE_ORDER
+from shared.model import FINDING_IDS
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Api:
         if status not in STATUS_FILTERS:
             return error(400, f"status must be one of {', '.join(STATUS_FILTERS)}", field_name="status")
         cause = query.get("cause")
-        if cause is not None and cause not in {str(c) for c in CAUSE_ORDER}:
+        if cause is not None and cause not in FINDING_IDS:
             return error(400, f"unknown cause id {cause!r}", field_name="cause")
         cluster = query.get("cluster")
         if (bad := _bad_cluster_filter(cluster)) is not None:

@@ -21,7 +21,10 @@ from shared.azure.clients import ArmClients
 from shared.azure.collect import Collector, describe_http_error
 from shared.azure.ids import ClusterRef, parse_cluster_id, segment
 from shared.azure.probes import RunCommandLedger
+from shared.kube.unexplained import TITLE as UNEXPLAINED_TITLE
+from shared.kube.unexplained import Explainer, SymptomExplanation
 from shared.logcontext import log_context
+from shared.model import UNEXPLAINED_ID, CauseResult, Status
 from shared.monitor.assess import ProbeOptions, assess
 from shared.monitor.families import ALL_FAMILIES, FAMILIES, SPECS, owned_causes
 from shared.monitor.queues import DEFAULT_QUEUES, QueueNames
@@ -29,6 +32,7 @@ from shared.report import build_report
 from shared.settings import Settings
 from shared.snapshot import ActivityEvent, ClusterSnapshot, Unavailable
 from shared.store.connection import Store
+from shared.store.findings import Finding
 
 log = logging.getLogger(__name__)
 
@@ -169,28 +173,29 @@ class Monitor:
         checked_at = self.now()
         cluster = member.cluster or collector.managed_cluster(parse_cluster_id(member.cluster_id))
         probing = any(SPECS[f].probes for f in families) and self.settings.node_probes != "off"
-        must_probe = frozenset(self._open_probe_subjects(member.cluster_id)) if probing else frozenset()
+        reads_kube = any(SPECS[f].kube for f in families)
+        owned = {str(c) for c in owned_causes(families)} | ({UNEXPLAINED_ID} if reads_kube else set())
+        open_findings = self._open_findings(member.cluster_id) if probing or reads_kube else []
         options = ProbeOptions(self.settings.node_probes, self.settings.probe_sample_per_pool, deadline, ledger,
-                               must_probe)
-        result = assess(collector, cluster, families, options, activity=activity)
+                               _must_check(open_findings), kube_mode=self.settings.node_probes)
+        result = assess(collector, cluster, families, options, activity=activity,
+                        explainers=_explainers(open_findings, owned))
         record_snat_sample(self.store, result.snapshot, checked_at, families=families)  # fleet page; never raises
-        report = family_report(result.snapshot, result.results, checked_at, families)
-        outcome = reconcile(self.store, _cluster_ref(result.snapshot), result.results, checked_at,
+        report = family_report(result.snapshot, result.results, checked_at, families, result.explanation)
+        # The symptom's own finding rides with the family that reads it (None: not read, left untouched).
+        findings = [*result.results,
+                    *([result.explanation.to_result(result.snapshot.id)] if result.explanation else [])]
+        outcome = reconcile(self.store, _cluster_ref(result.snapshot), findings, checked_at,
                             reminder_interval=timedelta(hours=self.settings.reminder_hours))
         save_cluster_status(self.store, report, families)
-        owned = {str(c) for c in owned_causes(families)}  # other families' open findings are theirs to count
-        still_open = [f for f in outcome.still_open if f.cause in owned]
+        still_open = [f for f in outcome.still_open if f.cause in owned]  # other families' are theirs to count
         return ClusterOutcome(report, len(outcome.opened), len(outcome.resolved), len(still_open),
                               len(outcome.reminded), result.run_commands)
 
-    def _open_probe_subjects(self, cluster_id: str) -> set[str]:
-        """Nodes an open node-level finding touches (its subject, or the nodes its rule affects): always
-        re-probed, so a rotating sample never leaves a finding's scope unchecked cycle after cycle."""
+    def _open_findings(self, cluster_id: str) -> list[Finding]:
         from shared.store.findings import list_findings
 
-        node_causes = {str(c) for c in FAMILIES["probe"]}
-        return {name for f in list_findings(self.store, "open", cluster=cluster_id) if f.cause in node_causes
-                for name in (f.subject, *f.affected)}
+        return list_findings(self.store, "open", cluster=cluster_id)
 
     def record_failure(self, cluster_id: str, families: Sequence[str], reason: str, *,
                        cycle_id: str | None = None) -> None:
@@ -213,7 +218,9 @@ class Monitor:
         owned = owned_causes(families)
         results = [run_cause(c, snapshot) for c in REGISTRY if c.id in owned]
         checked_at = self.now()
-        reconcile(self.store, _cluster_ref(snapshot), results, checked_at)
+        unread = ([CauseResult(UNEXPLAINED_ID, Status.UNKNOWN, UNEXPLAINED_TITLE, f"Could not be checked: {reason}",
+                               reason=reason)] if any(SPECS[f].kube for f in families) else [])
+        reconcile(self.store, _cluster_ref(snapshot), [*results, *unread], checked_at)
         save_cluster_status(self.store, family_report(snapshot, results, checked_at, families), families)
         if cycle_id:
             for family in families:
@@ -241,12 +248,25 @@ class Monitor:
 
 
 def family_report(snapshot: ClusterSnapshot, results: Sequence[Any], checked_at: datetime,
-                  families: Sequence[str]) -> dict[str, Any]:
+                  families: Sequence[str], explanation: SymptomExplanation | None = None) -> dict[str, Any]:
     """The report of one family check: its own causes and verdict (what the worker logs and stores)."""
-    report = build_report(snapshot, results, checked_at)
+    report = build_report(snapshot, results, checked_at, explanation)
     if len(families) == 1:
         report["family"] = families[0]
     return report
+
+
+def _must_check(open_findings: Sequence[Finding]) -> frozenset[str]:
+    """Nodes an open node-level finding (or the unexplained-symptom finding) touches: always probed and
+    asked through the API server, so a rotating sample never leaves a finding's scope unchecked cycle
+    after cycle, and never resolves it on nodes it did not look at."""
+    node_causes = {str(c) for c in FAMILIES["probe"]} | {UNEXPLAINED_ID}
+    return frozenset(name for f in open_findings if f.cause in node_causes for name in (f.subject, *f.affected))
+
+
+def _explainers(open_findings: Sequence[Finding], owned: set[str]) -> list[Explainer]:
+    """Causes other families found (open findings) that may explain a broken symptom."""
+    return [Explainer.from_finding(f.cause, f.affected) for f in open_findings if f.cause not in owned]
 
 
 def _cluster_ref(snapshot: ClusterSnapshot) -> ClusterRef:
