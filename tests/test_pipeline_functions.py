@@ -132,6 +132,13 @@ def test_registered_functions_and_scan_end_in_the_same_state(two_worlds: dict[st
     assert functions_alerts
     assert all(a[0] == "detected" for a in functions_alerts)
 
+    # Node-level findings carry the probes' coverage of the run that wrote them, on both paths.
+    for monitor in (via_functions, via_scan):
+        probed = [f for f in list_findings(monitor.store, "all")
+                  if f.cause in ("ufw-blocks-10250", "iptables-blocks-10250")]
+        assert probed
+        assert all("nodes probed" in (f.coverage or "") for f in probed), [f.coverage for f in probed]
+
     # One merged report per cluster, the same in both, equal to what `scan --json` prints.
     assert functions_clusters["count"] == scan_clusters["count"] == clusters
     assert statuses(functions_clusters["clusters"]) == statuses(scan_clusters["clusters"])

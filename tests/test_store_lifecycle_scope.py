@@ -267,3 +267,24 @@ def test_a_scope_cut_to_fit_the_row_keeps_the_finding_open_while_anything_is_unc
     later = ufw(*(fine(n) for n in nodes[:-1]), failed(nodes[-1]), blocked("other", RULE_2))
     assert reconcile(store, CLUSTER, [later], T0 + timedelta(minutes=5)).resolved == []
     assert by_subject(store, "open")[RULE_1] == "open"
+
+
+def test_a_sampled_run_never_resolves_a_finding_whose_node_list_was_cut(store: Store) -> None:
+    # 600 nodes behind one rule: the stored list keeps fewer, so the nodes past the cut are neither forced
+    # into the next sample nor listed unchecked by it. A sample that finds its probed nodes clean must not
+    # resolve the finding; a run that probed every node does.
+    nodes = [f"aks-verylongpoolname-{i:05d}-vmss-with-a-long-suffix" for i in range(600)]
+    reconcile(store, CLUSTER, [ufw(*(blocked(n, RULE_1) for n in nodes))], T0)
+    (finding,) = list_findings(store)
+    assert len(finding.affected) < len(nodes)
+    sample = {"probes": "sample", "pools": [{"pool": "nodepool1", "probed": len(finding.affected) + 2,
+                                             "nodes": len(nodes)}]}
+    sampled = ufw(*(fine(n) for n in [*finding.affected, nodes[-1], nodes[-2]]))
+    assert reconcile(store, CLUSTER, [sampled], T0 + timedelta(minutes=5), coverage=sample).resolved == []
+    (still,) = list_findings(store)
+    assert still.last_check_status == "unknown"
+    assert "cut to fit" in (still.last_check_reason or "")
+    everything = {"probes": "all", "pools": [{"pool": "nodepool1", "probed": len(nodes), "nodes": len(nodes)}]}
+    done = reconcile(store, CLUSTER, [ufw(*(fine(n) for n in nodes))], T0 + timedelta(minutes=10),
+                     coverage=everything)
+    assert [f.subject for f in done.resolved] == [RULE_1]

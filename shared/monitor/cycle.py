@@ -185,8 +185,10 @@ class Monitor:
         # The symptom's own finding rides with the family that reads it (None: not read, left untouched).
         findings = [*result.results,
                     *([result.explanation.to_result(result.snapshot.id)] if result.explanation else [])]
+        # The probes' coverage goes on the findings this run writes (and tells the lifecycle it was a sample).
         outcome = reconcile(self.store, _cluster_ref(result.snapshot), findings, checked_at,
-                            reminder_interval=timedelta(hours=self.settings.reminder_hours))
+                            reminder_interval=timedelta(hours=self.settings.reminder_hours),
+                            coverage=report["coverage"] if probing else None)
         save_cluster_status(self.store, report, families)
         still_open = [f for f in outcome.still_open if f.cause in owned]  # other families' are theirs to count
         return ClusterOutcome(report, len(outcome.opened), len(outcome.resolved), len(still_open),

@@ -88,6 +88,12 @@ def affected_complete(text: str | None) -> bool:
     return bool(items) and not any(isinstance(i, str) and i.startswith(TRUNCATION_MARKER) for i in items)
 
 
+def affected_truncated(text: str | None) -> bool:
+    """Whether the stored scope was cut to fit the row (an empty list was never cut)."""
+    items = json.loads(text) if text else []
+    return any(isinstance(i, str) and i.startswith(TRUNCATION_MARKER) for i in items)
+
+
 def remediation_to_json(remediation: Sequence[str]) -> str:
     return fit_json_list(list(remediation), REMEDIATION_BUDGET)
 

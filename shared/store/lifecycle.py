@@ -32,7 +32,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableEntity, UpdateMode
 
-from shared.model import CauseResult, Evidence, Status
+from shared.model import CauseId, CauseResult, Evidence, Status
 from shared.notify.message import (
     CauseRef,
     ClusterRef,
@@ -55,6 +55,7 @@ from shared.store.findings import (
     affected_complete,
     affected_from_json,
     affected_to_json,
+    affected_truncated,
     bounded,
     cluster_key,
     event_entity,
@@ -79,6 +80,9 @@ MAX_CONFLICT_RETRIES = 8
 class ReconcileConflictError(RuntimeError):
     """The row kept changing under us; the whole reconcile can safely be run again."""
 
+
+# Causes judged from node probes only: in a sampled run, the nodes outside the sample were not looked at.
+PROBED_NODE_CAUSES = frozenset({str(CauseId.UFW), str(CauseId.IPTABLES), str(CauseId.EGRESS)})
 
 @dataclass(frozen=True)
 class ReconcileOutcome:
@@ -123,13 +127,14 @@ class _Cycle:
     checked_at: datetime
     reminder_interval: timedelta
     coverage: str | None = None  # e.g. "probed 2 of 5 nodes in pool a; 3 of 3 in pool b" (sample mode)
+    sampled: bool = False  # node probes looked at a sample: some running node was not probed in this run
 
 
 _Kind = Literal["opened", "reminded", "resolved", "kept", "none"]
 
 
 def _plan(cluster: ClusterRef, results: Sequence[CauseResult],
-          existing_open: Iterable[Mapping[str, Any]]) -> dict[str, _Observation]:
+          existing_open: Iterable[Mapping[str, Any]], *, sampled: bool = False) -> dict[str, _Observation]:
     """RowKey -> what this cycle says about it. Causes absent from `results` are left untouched."""
     by_cause: dict[str, list[CauseResult]] = {}
     for result in results:
@@ -145,7 +150,7 @@ def _plan(cluster: ClusterRef, results: Sequence[CauseResult],
                 plan.setdefault(finding_row_key(cause, subject), _Detected(result, subject, affected))
         for entity in existing_open:
             if entity["cause"] == cause and entity["RowKey"] not in plan:
-                plan[entity["RowKey"]] = _verdict_for_undetected(cause, cause_results, entity)
+                plan[entity["RowKey"]] = _verdict_for_undetected(cause, cause_results, entity, sampled=sampled)
     return plan
 
 
@@ -156,7 +161,7 @@ def finding_scope(entity: Mapping[str, Any]) -> set[str]:
 
 
 def _verdict_for_undetected(cause: str, results: Sequence[CauseResult],
-                            entity: Mapping[str, Any]) -> _Observation:
+                            entity: Mapping[str, Any], *, sampled: bool = False) -> _Observation:
     """What happens to an open finding of this cause whose subject was not detected this time.
 
     It resolves only when this run was conclusive for everything the finding covers: an `unknown`
@@ -168,6 +173,11 @@ def _verdict_for_undetected(cause: str, results: Sequence[CauseResult],
     unknown = [r for r in results if r.status is Status.UNKNOWN]
     if unknown:  # partial knowledge never resolves anything
         return _Unknown("; ".join(r.reason or "unknown" for r in unknown))
+    if sampled and cause in PROBED_NODE_CAUSES and affected_truncated(entity.get("affected_json")):
+        # Its node list was cut to fit the row: the nodes past the cut were neither forced into the sample
+        # nor listed as unchecked, so a sampled run cannot say it re-checked them all.
+        return _Unknown("probes looked at a sample and this finding's node list was cut to fit storage, so not "
+                        "every affected node was re-checked; a run with NODE_PROBES=all (or `diagnose`) settles it")
     unchecked = {k: v for r in results for k, v in r.unchecked.items()}
     if unchecked:
         scope = finding_scope(entity)
@@ -196,7 +206,7 @@ def reconcile(store: Store, cluster: ClusterRef, results: Sequence[CauseResult],
     is, or a line of text) is stored on every finding this run writes.
     """
     cycle = _Cycle(cluster, cluster_key(cluster.id), format_utc(checked_at), checked_at, reminder_interval,
-                   _coverage_text(coverage))
+                   _coverage_text(coverage), _sampled(coverage))
     partition = f"PartitionKey eq {odata_literal(cycle.pk)}"
     rows = {e["RowKey"]: e for e in store.findings.query_entities(partition)}
     for row_key, entity in list(rows.items()):  # finish what a crashed run committed but never relayed
@@ -205,7 +215,7 @@ def reconcile(store: Store, cluster: ClusterRef, results: Sequence[CauseResult],
             fresh = _read(store, cycle.pk, row_key)
             if fresh is not None:
                 rows[row_key] = fresh
-    plan = _plan(cluster, results, [e for e in rows.values() if e.get("status") == OPEN])
+    plan = _plan(cluster, results, [e for e in rows.values() if e.get("status") == OPEN], sampled=cycle.sampled)
     outcome = ReconcileOutcome()
     for row_key, observation in plan.items():
         kind, finding, notification = _apply(store, cycle, row_key, observation, rows.get(row_key))
@@ -410,6 +420,13 @@ def _coverage_text(coverage: str | Mapping[str, Any] | None) -> str | None:
     from shared.report import coverage_text
 
     return coverage_text(dict(coverage))
+
+
+def _sampled(coverage: str | Mapping[str, Any] | None) -> bool:
+    """From the report's coverage object: some running node was not probed (a line of text says nothing)."""
+    if not isinstance(coverage, Mapping):
+        return False
+    return any(int(p.get("probed", 0)) < int(p.get("nodes", 0)) for p in coverage.get("pools", ()))
 
 
 def _set_coverage(row: dict[str, Any], cycle: _Cycle) -> None:
