@@ -110,4 +110,22 @@ def render_table(report: dict[str, Any]) -> str:
         f"  symptom: {symptom['status']}; tunnel nodes: {', '.join(symptom['tunnelNodes']) or '-'}; "
         f"unreachable on 10250: {', '.join(symptom['unreachableNodes']) or '-'}"
     )
+    lines.extend(_symptom_lines(symptom))
     return "\n".join(lines)
+
+
+def _symptom_lines(symptom: dict[str, Any]) -> list[str]:
+    """The API server -> tunnel -> kubelet call per node (failures first, oks folded) and what explains it."""
+    nodes = symptom.get("nodes") or []
+    if symptom.get("reason"):
+        return [f"  {'':<11}through the API server: not checked: {symptom['reason']}"]
+    failed = [n for n in nodes if n["result"] != "ok"]
+    lines = [f"  {'':<11}{n['node']}: {n['result']}: {n['detail']}" for n in failed[:20]]
+    if len(failed) > 20:
+        lines.append(f"  {'':<11}... and {len(failed) - 20} more node(s) failing")
+    if ok := len(nodes) - len(failed):
+        lines.append(f"  {'':<11}{ok} node(s) ok through the API server")
+    explanation = symptom.get("explanation")
+    if explanation and explanation.get("status") in ("detected", "clear") and failed:
+        lines.append(f"  {'':<11}{explanation['summary']}")
+    return lines
