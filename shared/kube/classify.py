@@ -17,15 +17,27 @@ from shared.kube.types import ERROR, FORBIDDEN, NO_AGENT, OK, PLAIN_HTTP, REFUSE
 
 MAX_DETAIL = 500
 
-# Konnectivity server / proxy errors when no agent can carry the call (egress blocked, agents down).
+# Konnectivity server / proxy errors when no agent can carry the call (egress blocked, agents down). Real texts:
+# the server's `No agent available`; konnectivity-client's `tunnel closed` / `dial closed`; the API server's
+# egress selector in HTTP-CONNECT mode, `proxy error from <proxy> while dialing <ip>:10250[, code N]: <status>`
+# and `reading HTTP response from CONNECT to <ip>:10250 via [uds ]proxy <proxy> failed: ...`.
 _NO_AGENT = re.compile(
     r"no agent available|no backend available|failed to get a backend|agent.*not (?:connected|available)"
-    r"|error dialing backend|konnectivity|tunnel (?:closed|error|is closed)|proxy.*(?:dial|tunnel).*failed",
+    r"|error dialing backend|konnectivity|tunnel (?:closed|error|is closed)|proxy.*(?:dial|tunnel).*failed"
+    r"|proxy error from .* while dialing|reading HTTP response from CONNECT to|currently no tunnels available"
+    r"|failed to tunnel dial request|\bdial closed\b",
     re.IGNORECASE,
 )
+# The dial to the kubelet did not complete in time: the agent's own dial (`dial tcp <ip>:10250: i/o timeout`),
+# or the tunnel giving up waiting for the agent's answer (konnectivity-client `dial timeout, backstop` /
+# `dial timeout, context`, konnectivity-server `timed out waiting for backend dial`, HTTP-CONNECT 504).
 _TIMEOUT = re.compile(r"dial tcp [^ ]+:10250: (?:i/o timeout|connect: connection timed out)"
-                      r"|:10250: i/o timeout", re.IGNORECASE)
-_REFUSED = re.compile(r":10250: connect: (?:connection refused|no route to host|network is unreachable)",
+                      r"|:10250: i/o timeout|dial timeout, (?:backstop|context)|timed out waiting for backend dial"
+                      r"|backend dial timeout|while dialing [^ ]+:10250(?:, code 504)?: 504\b", re.IGNORECASE)
+# The kernel refused the dial: a REJECT (RST or ICMP) on the way, or a local netfilter OUTPUT drop on the
+# agent's node (connect() fails at once with EPERM, `operation not permitted`).
+_REFUSED = re.compile(r":10250: connect: (?:connection refused|no route to host|network is unreachable"
+                      r"|host is unreachable|operation not permitted|permission denied)",
                       re.IGNORECASE)
 _PLAIN_HTTP = re.compile(r"server gave HTTP response to HTTPS client", re.IGNORECASE)
 
