@@ -17,9 +17,10 @@ import ipaddress
 import shlex
 from collections.abc import Iterable, Sequence
 
+from shared.azure.ids import last_name
 from shared.causes.base import Cause
 from shared.model import CauseId, CauseResult, Evidence, Status
-from shared.snapshot import ClusterSnapshot, EgressAddress, Unavailable
+from shared.snapshot import ClusterSnapshot, EgressAddress, EgressIps, Unavailable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -78,7 +79,7 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
     unparsed = [r for r in snapshot.authorized_ip_ranges if network_of(r) is None]
     missing: list[tuple[EgressAddress, list[Network]]] = []
     inside: list[EgressAddress] = []
-    errors = dict(egress.errors)
+    errors = {**egress.errors, **unseen_egress(snapshot, egress)}
     for item in egress.addresses:
         address = network_of(item.address)
         if address is None:
@@ -102,6 +103,78 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
         evidence=tuple(Evidence(i.source, f"egress {_describe(i)} is inside the authorized IP ranges")
                        for i in inside),
     )
+
+
+def unseen_egress(snapshot: ClusterSnapshot, egress: EgressIps) -> dict[str, str]:
+    """Egress paths of the node subnets that the collected addresses do not cover, by resource -> why.
+
+    A second guard over collection, which picks the addresses from the outbound type and what it could
+    read: a node VNet it could not read hides a NAT gateway (which takes over egress) or a route table, and
+    a default route to a firewall or gateway overrides the outbound type whatever it says. So every node
+    subnet is checked here: it must have been read, and a default route (0.0.0.0/0) that leaves through an
+    appliance must lead to a firewall whose public IPs were collected; one to a VPN/ExpressRoute gateway
+    leaves the egress addresses beyond it unknown. Paths collection already reported unread are not repeated.
+    """
+    if isinstance(snapshot.nodes, Unavailable):
+        return {snapshot.id: f"the nodes could not be read: {snapshot.nodes.reason}"}
+    seen = {a.source.lower() for a in egress.addresses} | {k.lower() for k in egress.errors}
+
+    def reported(resource: str) -> bool:
+        return any(k.lower().startswith(resource.lower()) for k in egress.errors)
+
+    managed_nat = snapshot.outbound_type.lower() == "managednatgateway"
+    out: dict[str, str] = {}
+    for subnet_id in sorted({n.subnet_id for n in snapshot.nodes if n.subnet_id}, key=str.lower):
+        if reported(subnet_id):
+            continue
+        subnet = snapshot.subnets.get(subnet_id.lower()) or snapshot.subnets.get(subnet_id)
+        if subnet is None:
+            if not managed_nat:  # AKS's own NAT gateway is named by the cluster; any other needs the subnet
+                out[subnet_id] = (f"node subnet {last_name(subnet_id)} could not be read, so a NAT gateway or "
+                                  "route table on it (which would decide the egress) is unknown")
+            continue
+        if not subnet.route_table_id:
+            continue
+        table_key = subnet.route_table_id.lower()
+        if reported(subnet.route_table_id):
+            continue
+        if table_key in snapshot.unreadable_route_tables:
+            out[subnet.route_table_id] = (f"route table {last_name(subnet.route_table_id)} of node subnet "
+                                          f"{last_name(subnet_id)} could not be read: "
+                                          f"{snapshot.unreadable_route_tables[table_key]}")
+            continue
+        table = snapshot.route_tables.get(table_key) or snapshot.route_tables.get(subnet.route_table_id)
+        if table is None:
+            out[subnet.route_table_id] = (f"route table {last_name(subnet.route_table_id)} of node subnet "
+                                          f"{last_name(subnet_id)} was not collected")
+            continue
+        default = next((r for r in table.routes if _is_default(r.address_prefix)), None)
+        hop = default.next_hop_type.lower() if default is not None else "internet"
+        if hop in ("internet", "none"):  # the outbound type decides, or nothing leaves at all
+            continue
+        assert default is not None
+        if hop != "virtualappliance":
+            out[table.id] = (f"node subnet {last_name(subnet_id)} sends 0.0.0.0/0 to {default.next_hop_type}: the "
+                             "addresses its traffic leaves from beyond it are unknown")
+            continue
+        appliance = snapshot.appliances.get(default.next_hop_ip or "")
+        if appliance is None:
+            out[table.id] = (f"node subnet {last_name(subnet_id)} sends 0.0.0.0/0 to the virtual appliance "
+                             f"{default.next_hop_ip}, which was not read")
+        elif isinstance(appliance, Unavailable):
+            out[table.id] = appliance.reason
+        elif not appliance.public_ip_ids:
+            out[appliance.id] = f"Azure Firewall {last_name(appliance.id)} lists no public IP configuration"
+        elif unread := [i for i in appliance.public_ip_ids if i.lower() not in seen]:
+            out[appliance.id] = (f"node subnet {last_name(subnet_id)} leaves through Azure Firewall "
+                                 f"{last_name(appliance.id)}, whose public IP(s) "
+                                 f"{', '.join(last_name(i) for i in unread)} were not collected as egress")
+    return out
+
+
+def _is_default(prefix: str) -> bool:
+    net = network_of(prefix)
+    return net is not None and net.prefixlen == 0 and net.version == 4
 
 
 def _detected(snapshot: ClusterSnapshot, missing: Sequence[tuple[EgressAddress, list[Network]]],
