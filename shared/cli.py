@@ -195,8 +195,10 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from shared.logcontext import install
+    from shared.telemetry import install_cli_logging
 
     install()
+    install_cli_logging()
     args = build_parser().parse_args(argv)
     handlers = {"analyze": _run_analyze, "diagnose": _run_diagnose, "scan": _run_scan, "serve": _run_serve,
                 "demo": _run_demo}

@@ -59,6 +59,21 @@ def install_log_redaction(*logger_names: str) -> None:
                 handler.addFilter(_FILTER)
 
 
+def install_cli_logging(level: int = logging.WARNING) -> None:
+    """The CLI's logging: warnings and errors on stderr, scrubbed like the Functions app's (same filter,
+    same registered secrets). Without it Python's last-resort handler prints records unfiltered."""
+    import sys
+
+    register_settings(os.environ)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(level)
+        root.addHandler(handler)
+    install_log_redaction()
+
+
 def _redacted(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: redact_attribute(key, value) for key, value in (attributes or {}).items()}
 
