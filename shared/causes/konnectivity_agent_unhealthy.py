@@ -43,9 +43,13 @@ def _not_applicable(snapshot: ClusterSnapshot) -> str | None:
 
 def expected_replicas(ladder: tuple[tuple[int, int], ...], nodes: int) -> int:
     """The cluster-proportional autoscaler's ladder: the last step whose node threshold is <= nodes
-    (below the first step, the first step's replicas), as its `getExpectedReplicasFromEntries` does."""
-    chosen = ladder[0][1]
-    for threshold, replicas in sorted(ladder):
+    (below the first step, the first step's replicas; no step at all, 1), as its
+    `getExpectedReplicasFromEntries` does."""
+    if not ladder:
+        return 1
+    steps = sorted(ladder)
+    chosen = steps[0][1]
+    for threshold, replicas in steps:
         if nodes >= threshold:
             chosen = replicas
     return chosen
@@ -76,19 +80,27 @@ def evaluate_agents(kube: KubeView, cluster_id: str, now: datetime) -> CauseResu
                                           "app=konnectivity-agent pod runs, but the cluster uses Konnectivity"))
     ready = [p for p in agent.pods if p.phase == "Running" and p.ready]
     unchecked: dict[str, str] = {}
-    if agent.ladder is not None:
-        want = expected_replicas(agent.ladder, len(kube.nodes))
-        if len(ready) < want:
-            spec = "" if agent.desired_replicas is None else f"; the deployment asks for {agent.desired_replicas}"
-            evidence.append(Evidence(SUBJECT, f"{len(ready)} Ready agent(s), fewer than the {want} that "
-                                              f"nodesToReplicas {list(map(list, agent.ladder))} asks for at "
-                                              f"{len(kube.nodes)} node(s){spec}"))
-    else:
+    want = expected_replicas(agent.ladder, len(kube.nodes)) if agent.ladder is not None else None
+    if want is not None and len(ready) < want:
+        assert agent.ladder is not None
+        spec = "" if agent.desired_replicas is None else f"; the deployment asks for {agent.desired_replicas}"
+        evidence.append(Evidence(SUBJECT, f"{len(ready)} Ready agent(s), fewer than the {want} that "
+                                          f"nodesToReplicas {list(map(list, agent.ladder))} asks for at "
+                                          f"{len(kube.nodes)} node(s){spec}"))
+    elif agent.desired_replicas is not None and len(ready) < agent.desired_replicas:
+        # The autoscaler writes max(nodes ladder, cores ladder) into spec.replicas: agents the deployment asks
+        # for but that do not run (a ReplicaSet that cannot create them) are missing whatever the ladder says.
+        evidence.append(Evidence(SUBJECT, f"{len(ready)} Ready agent(s), fewer than the {agent.desired_replicas} "
+                                          "the deployment kube-system/konnectivity-agent asks for (spec.replicas)"))
+    elif not ready and (agent.pods or agent.desired_replicas is not None):
+        evidence.append(Evidence(SUBJECT, "no Konnectivity agent is Ready: nothing carries the tunnel"))
+    if agent.ladder is None:
         unchecked["konnectivity-agent-autoscaler"] = agent.ladder_error or (
             "configmap kube-system/konnectivity-agent-autoscaler was not found: cannot tell how many agents the "
             "cluster should run")
     hosts = {p.node for p in ready if p.node}
-    if len(ready) >= 1 and len(hosts) == 1 and len(kube.nodes) > 1:
+    # Only nodes an agent could run on count: a virtual-kubelet node (ACI virtual nodes) runs no agent pod.
+    if len(ready) >= 1 and len(hosts) == 1 and sum(1 for n in kube.nodes if not n.virtual) > 1:
         only = next(iter(hosts))
         evidence.append(Evidence(SUBJECT, f"all {len(ready)} Ready agent(s) run on one node, {only}: losing that "
                                           "node cuts the tunnel for the whole cluster"))
@@ -119,10 +131,14 @@ def _pod_problems(pod: PodInfo, agent: AgentView, since: datetime) -> list[str]:
             problems.append(f"container {c.name} waiting: {c.waiting_reason}")
         if c.terminated_reason:
             problems.append(f"container {c.name} terminated: {c.terminated_reason}")
-        if c.last_terminated_reason and _within(c.last_terminated_at, since):
+        # An OOM kill is never hidden for want of a date; other undated terminations are not counted (the
+        # kubelet writes an undated `ContainerStatusUnknown` when it lost track of a container, e.g. a reboot).
+        undated_oom = c.last_terminated_reason == "OOMKilled" and not c.last_terminated_at
+        if c.last_terminated_reason and (undated_oom or _within(c.last_terminated_at, since)):
             what = "OOMKilled" if c.last_terminated_reason == "OOMKilled" else \
                 f"last exit {c.last_terminated_reason}"
-            problems.append(f"container {c.name} restarted ({c.restarts} restarts; {what} at {c.last_terminated_at})")
+            problems.append(f"container {c.name} restarted ({c.restarts} restarts; {what} at "
+                            f"{c.last_terminated_at or 'an unknown time'})")
     for event in agent.events:
         if event.object_name == pod.name and event.type == "Warning" and event.reason in _EVENT_REASONS \
                 and _within(event.last_seen, since):

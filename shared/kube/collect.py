@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from shared.kube.types import (
     FORBIDDEN,
     UNREACHABLE,
     AgentView,
+    ContainerState,
     KubeNode,
     KubeView,
     NodeSymptom,
@@ -57,6 +59,9 @@ class KubeOptions:
     per_cluster: int = PER_CLUSTER
     budget_s: float = CLUSTER_BUDGET_S
     fleet: threading.BoundedSemaphore | None = None  # None = the process-wide FLEET_CALLS
+    # Nodes asked whatever the sample (an open finding's nodes): a rotating sample must never resolve a
+    # finding on nodes it did not look at.
+    must_check: frozenset[str] = frozenset()
 
 
 def read_cluster(clients: ArmClients, cluster: dict[str, Any], snapshot: ClusterSnapshot,
@@ -87,9 +92,11 @@ def _read(clients: ArmClients, cluster: dict[str, Any], snapshot: ClusterSnapsho
             return _unavailable(snapshot, unreachable_reason(exc, cluster, target), result, opts)
         chosen = choose_nodes(nodes, opts)
         symptom: tuple[NodeSymptom, ...]
+        system_pods: tuple[PodInfo, ...] = ()
         daemon_pods: tuple[PodInfo, ...] = ()
         try:  # the symptom needs only this list: an unreadable agent view must not stop it
-            daemon_pods = tuple(p for p in api.list_pods(NAMESPACE) if p.owner_kind == "DaemonSet")
+            system_pods = api.list_pods(NAMESPACE)
+            daemon_pods = tuple(p for p in system_pods if p.owner_kind == "DaemonSet")
             symptom = run_symptom(api, chosen, daemon_pods, opts)
         except KubeCallError as exc:
             result = FORBIDDEN if exc.status in (401, 403) else UNREACHABLE if exc.status is None else ERROR
@@ -97,8 +104,8 @@ def _read(clients: ArmClients, cluster: dict[str, Any], snapshot: ClusterSnapsho
             symptom = tuple(NodeSymptom(n.name, result, f"not checked: {reason}") for n in chosen)
         view: KubeView | Unavailable
         try:
-            view = KubeView(server=target.server, auth=target.auth, nodes=nodes, agent=_agent_view(api),
-                            daemonset_pods=daemon_pods)
+            view = KubeView(server=target.server, auth=target.auth, nodes=nodes,
+                            agent=_agent_view(api, system_pods), daemonset_pods=daemon_pods)
         except KubeCallError as exc:
             view = Unavailable(unreachable_reason(exc, cluster, target))
     return replace(snapshot, kube=view, symptom=symptom)
@@ -142,8 +149,10 @@ def _unavailable(snapshot: ClusterSnapshot, reason: str, result: str, opts: Kube
     return replace(snapshot, kube=Unavailable(reason), symptom=symptom)
 
 
-def _agent_view(api: KubeClient) -> AgentView:
+def _agent_view(api: KubeClient, system_pods: Sequence[PodInfo] = ()) -> AgentView:
     pods = api.list_pods(NAMESPACE, AGENT_LABEL)
+    if not pods:  # agents labelled otherwise (upstream manifests use k8s-app=): known by their owner instead
+        pods = tuple(p for p in system_pods if is_agent_owner(p.owner_kind, p.owner_name))
     names = {p.name for p in pods}
     events = tuple(e for e in api.list_events(NAMESPACE)
                    if e.object_name in names or e.object_name.startswith(AGENT_DEPLOYMENT))
@@ -152,19 +161,62 @@ def _agent_view(api: KubeClient) -> AgentView:
                      desired_replicas=api.deployment_replicas(NAMESPACE, AGENT_DEPLOYMENT))
 
 
+# The agent deployment's ReplicaSets are `konnectivity-agent-<pod-template-hash>`; the autoscaler's own
+# deployment (`konnectivity-agent-autoscaler-<hash>`) is not an agent.
+_AGENT_REPLICASET = re.compile(rf"^{AGENT_DEPLOYMENT}-[a-z0-9]+$")
+
+
+def is_agent_owner(kind: str, name: str) -> bool:
+    return (kind == "ReplicaSet" and bool(_AGENT_REPLICASET.match(name))) or \
+        (kind == "DaemonSet" and name == AGENT_DEPLOYMENT)
+
+
 def parse_ladder(data: dict[str, str] | None) -> tuple[tuple[tuple[int, int], ...] | None, str | None]:
-    """`nodesToReplicas` from the cluster-proportional autoscaler's configmap (key `ladder`, JSON)."""
+    """`nodesToReplicas` from the cluster-proportional autoscaler's configmap (key `ladder`, JSON), read as
+    the autoscaler reads it: field names match case-insensitively (Go's encoding/json), a missing or empty
+    `nodesToReplicas` is no step at all (the autoscaler then asks for 1 from nodes: an empty tuple here), and
+    a step that is not two whole numbers >= 1 is refused as the autoscaler refuses it (numbers written as
+    strings are read: the intent is plain)."""
     if data is None:
         return None, None
-    raw = data.get("ladder") or next((v for v in data.values() if "nodesToReplicas" in v), None)
+    raw = data.get("ladder") or next((v for v in data.values() if "nodestoreplicas" in v.lower()), None)
     if raw is None:
         return None, f"configmap {AUTOSCALER_CONFIGMAP} has no ladder"
+    bad = f"configmap {AUTOSCALER_CONFIGMAP}: nodesToReplicas is not a JSON list of [nodes, replicas]"
     try:
-        steps = json.loads(raw).get("nodesToReplicas")
-        ladder = tuple((int(a), int(b)) for a, b in steps)
-    except (ValueError, TypeError, AttributeError):
-        return None, f"configmap {AUTOSCALER_CONFIGMAP}: nodesToReplicas is not a JSON list of [nodes, replicas]"
-    return (ladder or None), (None if ladder else f"configmap {AUTOSCALER_CONFIGMAP}: nodesToReplicas is empty")
+        params = json.loads(raw)
+    except ValueError:
+        return None, bad
+    if not isinstance(params, dict):
+        return None, bad
+    steps = next((v for k, v in params.items() if str(k).lower() == "nodestoreplicas"), None)
+    if steps is None:
+        return (), None
+    if not isinstance(steps, list):
+        return None, bad
+    ladder: list[tuple[int, int]] = []
+    for step in steps:
+        pair = [_whole(v) for v in step] if isinstance(step, list) else []
+        if len(pair) != 2 or pair[0] is None or pair[1] is None:
+            return None, f"{bad}: step {json.dumps(step)}"
+        if pair[0] < 1 or pair[1] < 1:
+            return None, f"configmap {AUTOSCALER_CONFIGMAP}: nodesToReplicas step {json.dumps(step)} is below 1 " \
+                         "(the autoscaler refuses the whole ladder)"
+        ladder.append((pair[0], pair[1]))
+    return tuple(sorted(ladder)), None
+
+
+def _whole(value: object) -> int | None:
+    """A whole number from JSON (an int, an integral float, or a string of one); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
 
 
 def choose_nodes(nodes: Sequence[KubeNode], opts: KubeOptions) -> list[KubeNode]:
@@ -182,16 +234,30 @@ def choose_nodes(nodes: Sequence[KubeNode], opts: KubeOptions) -> list[KubeNode]
         members = sorted((n for n in nodes if n.pool == pool), key=lambda n: n.name)
         start = turn % len(members)
         chosen.extend((members[start:] + members[:start])[: opts.per_pool])
+    wanted = {name.lower() for name in opts.must_check}
+    chosen += [n for n in nodes if n.name.lower() in wanted and n not in chosen]
     return chosen
 
 
 def pick_log_target(node: str, pods: Sequence[PodInfo]) -> PodInfo | None:
-    """A running DaemonSet pod on that node, preferring the ones present on every AKS node."""
+    """A running DaemonSet pod on that node, preferring one whose container runs (the kubelet answers a
+    waiting container with an error of its own, which would hide what the tunnel did), then the DaemonSets
+    present on every AKS node."""
     here = [p for p in pods if p.node == node and p.phase == "Running" and p.containers]
     if not here:
         return None
     rank = {name: i for i, name in enumerate(PREFERRED_DAEMONSETS)}
-    return min(here, key=lambda p: (rank.get(p.owner_name, len(rank)), p.owner_name, p.name))
+    return min(here, key=lambda p: (not _running(log_container(p)), rank.get(p.owner_name, len(rank)),
+                                    p.owner_name, p.name))
+
+
+def log_container(pod: PodInfo) -> ContainerState:
+    """The container to read a line from: the first one running (neither waiting nor terminated)."""
+    return next((c for c in pod.containers if _running(c)), pod.containers[0])
+
+
+def _running(container: ContainerState) -> bool:
+    return not container.waiting_reason and not container.terminated_reason
 
 
 def run_symptom(api: KubeClient, nodes: Sequence[KubeNode], pods: Sequence[PodInfo],
@@ -209,7 +275,7 @@ def run_symptom(api: KubeClient, nodes: Sequence[KubeNode], pods: Sequence[PodIn
             if time.monotonic() > deadline:
                 return NodeSymptom(node.name, ERROR, f"not checked: the cluster's symptom time budget "
                                                      f"({opts.budget_s:g} s) ran out")
-            container = pod.containers[0].name
+            container = log_container(pod).name
             try:
                 api.log_tail(pod.namespace, pod.name, container)
             except KubeCallError as exc:
