@@ -93,6 +93,11 @@ def check(snapshot: ClusterSnapshot) -> ApiSubnetCheck | None:
     result = ApiSubnetCheck()
     for api_ip in _representatives(api, networks):
         for members in _node_classes(snapshot, nodes, networks):
+            if snapshot.subnet_of(members[0]) is None:  # its subnet NSG is unknown, not absent
+                why = f"subnet {members[0].subnet_id} of node {members[0].name} was not collected: its NSG is unknown"
+                for node in members:
+                    result.undecided.setdefault(node.name, why)
+                continue
             for need in _needs(snapshot, api, api_ip, members[0]):
                 result.checked += 1
                 _decide(snapshot, snapshot.nsgs, admin, need, result, members=tuple(n.name for n in members))
