@@ -65,3 +65,30 @@ def test_fixing_the_block_turns_the_node_ok(kernel: Start) -> None:
     fixed = run(emu, "aks-fix")
     assert {r["result"] for r in fixed.report["symptom"]["nodes"]} == {"ok"}
     assert fixed.report["symptom"]["status"] == "ok"
+
+
+@pytest.mark.kernel
+def test_each_broken_node_is_explained_by_the_cause_the_node_probe_found(kernel: Start) -> None:
+    """The same kernel answers both sides: the probes' ufw/iptables reads on each node, and the tunnel call.
+    Every broken node must be explained by the rule found on that node; no `tunnel-unexplained`."""
+    emu = kernel(fleet(
+        cluster("aks-explain", count=4, nodes=[{"index": 1, "ufw": UFW}, {"index": 2, "iptables": DROP},
+                                               {"index": 3, "iptables": REJECT}],
+                kube={"agents": [{"node": 0}]}),
+        cluster("aks-egress", count=2, nodes=[{"index": 0, "egressBlocked": ["tcp/443"]},
+                                              {"index": 1, "egressBlocked": ["tcp/443"]}]),
+    ), prefer_kernel=True)
+    found = run(emu, "aks-explain", probes=True, mode="all")
+    names = node_names(emu, "aks-explain")
+    assert {names.index(n): r["result"] for n, r in by_node(found).items()} == {
+        0: "ok", 1: "timeout", 2: "timeout", 3: "refused"}
+    explanation = found.report["symptom"]["explanation"]
+    assert explanation["status"] == "clear", explanation
+    assert explanation["explainedBy"] == {names[1]: ["ufw-blocks-10250"], names[2]: ["iptables-blocks-10250"],
+                                          names[3]: ["iptables-blocks-10250"]}
+    assert found.report["verdict"] == "problem"
+
+    egress = run(emu, "aks-egress", probes=True, mode="all")
+    assert {r["result"] for r in egress.report["symptom"]["nodes"]} == {"no-agent"}
+    assert next(c for c in egress.report["causes"] if c["id"] == "egress-tunnel-port-blocked")["status"] == "detected"
+    assert egress.report["symptom"]["explanation"]["status"] == "clear"
