@@ -159,24 +159,37 @@ def _pool_profile(cluster: ClusterSpec, pool: PoolSpec) -> Json:
 
 
 def egress_resource_ids(cluster: ClusterSpec, fleet: Fleet) -> tuple[str, ...]:
-    """Public IP / prefix ids the cluster's outbound traffic leaves from, as Azure would route it: a NAT
-    gateway on a node subnet wins over the load balancer; userDefinedRouting leaves through the firewall."""
+    """Public IP / prefix ids the cluster's outbound traffic leaves from, as Azure would route it, node subnet
+    by node subnet: a NAT gateway on a subnet wins over the load balancer for that subnet only;
+    userDefinedRouting leaves through the firewall its subnet's default route points at."""
     node_subnets = {n.subnet_id.lower() for n in cluster.nodes}
-    nat_ids = {(s.nat_gateway_id or "").lower() for s in cluster.vnet.subnets if s.id.lower() in node_subnets} - {""}
-    nats = [n for n in fleet.nat_gateways if n.id.lower() in nat_ids]
-    if nats:
-        return tuple(i for n in nats for i in n.public_ip_ids)
+    found: list[str] = []
+    for subnet in cluster.vnet.subnets:
+        if subnet.id.lower() in node_subnets:
+            found.extend(i for i in _subnet_egress(cluster, fleet, subnet) if i not in found)
+    return tuple(found)
+
+
+def _subnet_egress(cluster: ClusterSpec, fleet: Fleet, subnet: SubnetSpec) -> tuple[str, ...]:
+    nat = next((n for n in fleet.nat_gateways if n.id.lower() == (subnet.nat_gateway_id or "").lower()), None)
+    if nat is not None:
+        return tuple(nat.public_ip_ids)
     if cluster.outbound_type == "loadBalancer" and cluster.load_balancer is not None:
         own = (*cluster.outbound_ip_ids, *cluster.outbound_ip_prefix_ids)
         return own or tuple(_pip_of_frontend(cluster, f) for f in cluster.load_balancer.frontend_ip_ids)
-    if cluster.outbound_type == "userDefinedRouting" and cluster.firewall_id:
-        fw = next(f for f in fleet.firewalls if f.id.lower() == cluster.firewall_id.lower())
-        return (firewall_pip_id(fw),)
+    if cluster.outbound_type == "userDefinedRouting":
+        table = next((t for t in fleet.route_tables if t.id.lower() == (subnet.route_table_id or "").lower()), None)
+        routes = [r.get("properties", r) for r in (table.routes if table is not None else ())]
+        hop = next((r.get("nextHopIpAddress") for r in routes if r.get("addressPrefix") == "0.0.0.0/0"), None)
+        fw = next((f for f in fleet.firewalls if f.private_ip == hop), None)
+        if fw is None and cluster.firewall_id:  # no routed firewall found: the cluster's declared one
+            fw = next((f for f in fleet.firewalls if f.id.lower() == cluster.firewall_id.lower()), None)
+        return (firewall_pip_id(fw),) if fw is not None else ()
     return ()
 
 
 def firewall_pip_id(fw: FirewallSpec) -> str:
-    return f"{fw.id.rsplit('/', 3)[0]}/publicIPAddresses/{fw.name}-pip"
+    return f"{fw.id.rsplit('/', 2)[0]}/publicIPAddresses/{fw.name}-pip"
 
 
 def public_ip_json(pip: PublicIpSpec) -> Json:

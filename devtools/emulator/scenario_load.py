@@ -14,7 +14,9 @@ Scenario format (camelCase, Azure's own spelling wherever Azure has a word for i
         "nsgs": [{"name", "resourceGroup", "rules": [<ARM security rule>]}], "nodeNsgRules": [...],
         "nicNsg": true, "routeTables": [{"name", "resourceGroup", "routes": [<ARM route>]}],
         "firewall": {"name", "resourceGroup", "privateIp", "networkRuleCollections", "applicationRuleCollections",
-                     "firewallPolicy": "<policy name or id>", "threatIntelMode"},
+                     "firewallPolicy": "<policy name or id>", "threatIntelMode", "vnet": "<hub VNet name>",
+                     "publicIp": "<address>"},
+        "firewalls": [{<as firewall>}],   # more firewalls (each in its own hub VNet), for other route tables
         "firewallPolicies": [{"name", "resourceGroup", "basePolicy": "<name or id>", "threatIntelMode", "dnsProxy",
                               "sku", "ruleCollectionGroups": [<ARM rule collection group>]}],
         "ipGroups": [{"name", "resourceGroup", "ipAddresses": [...]}],
@@ -207,6 +209,13 @@ class _FleetBuilder:
                 resource_group=rt_rg, location=location, routes=tuple(table.get("routes", ()))))
         self._policies(sub_id, rg, location, raw)
         firewall_id = self._firewall(sub_id, rg, location, raw.get("firewall"))
+        for extra_fw in raw.get("firewalls", ()):  # more firewalls, for route tables that point at them
+            extra_id = self._firewall(sub_id, rg, location, extra_fw)
+            assert extra_id is not None
+            fw_rg = extra_fw.get("resourceGroup", rg)
+            pid = naming.resource_id(sub_id, fw_rg, PIP_TYPE, f"{extra_fw['name']}-pip")
+            self._register(self.public_ips, PublicIpSpec(pid, f"{extra_fw['name']}-pip", fw_rg, location,
+                                                         extra_fw.get("publicIp") or _stable_address(pid)))
         where = _Where(sub_id=sub_id, rg=rg, node_rg=node_rg, hash8=hash8, location=location)
         nat_id = self._nat_gateway(where, outbound, raw.get("natGateway"))
         for extra in raw.get("natGateways", ()):  # more gateways, for subnets that name them

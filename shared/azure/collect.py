@@ -175,8 +175,11 @@ class Collector:
         network = self._network(subscription, nodes, nics, parts)
         lb_ids = {pool_id.split("/backendAddressPools/")[0] for nic in nics for pool_id in nic.backend_pool_ids
                   if "/loadbalancers/" in pool_id.lower()}
-        snat = (self._snat(subscription, facts, network["nat"], {n.subnet_id for n in nodes},
-                           node_count=len(nodes), lb_ids=lb_ids)
+        node_subnets = {n.subnet_id for n in nodes if n.subnet_id}
+        unread_subnets = {s: (network["nsgs"].reason if isinstance(network["nsgs"], Unavailable) else "not read")
+                          for s in node_subnets if norm(s) not in network["subnets"]}
+        snat = (self._snat(subscription, facts, network["nat"], node_subnets,
+                           node_count=len(nodes), lb_ids=lb_ids, unread_subnets=unread_subnets)
                 if SNAT in parts else None)
         changes: tuple[ActivityEvent, ...] | Unavailable = ()
         if ACTIVITY in parts:
@@ -211,13 +214,21 @@ class Collector:
         if facts.private or facts.outbound_type.lower() in ("userdefinedrouting", "none"):
             return base
         node_count = sum(p.count for p in facts.pools)
+        # Bring-your-own subnets (vnetSubnetID on the pools) may carry a NAT gateway, which takes over their
+        # outbound traffic from the load balancer: their VNets are read (once each, shared with the other
+        # clusters of the VNet). AKS's own VNet (in the node resource group) has none, so clusters without
+        # BYO subnets read nothing more.
+        byo = {p.subnet_id for p in facts.pools if p.subnet_id
+               and (segment(p.subnet_id, "resourceGroups") or "").lower() != facts.node_resource_group.lower()}
         if facts.outbound_type.lower() == "loadbalancer":
             # AKS names its outbound load balancer `kubernetes`, in the node resource group (Microsoft's own
             # examples: `az network lb outbound-rule list -g MC_... --lb-name kubernetes`): no listing needed.
             # Should it not exist, the scale set models below still find the one the nodes use.
             known = (f"/subscriptions/{subscription}/resourceGroups/{facts.node_resource_group}"
                      "/providers/Microsoft.Network/loadBalancers/kubernetes")
-            direct = self._snat(subscription, facts, {}, set(), node_count=node_count, lb_ids={known})
+            nat, unread = self._subnet_nat_gateways(subscription, byo)
+            direct = self._snat(subscription, facts, nat, byo, node_count=node_count, lb_ids={known},
+                                unread_subnets=unread)
             if not (isinstance(direct, Unavailable) and "not found" in direct.reason):
                 return _replace(base, snat=direct)
         scale_sets = self._safe("the node pools' scale sets",
@@ -227,16 +238,29 @@ class Collector:
         subnet_ids = {i for vmss in scale_sets for i in vmss.subnet_ids}
         lb_ids = {i.split("/backendAddressPools/")[0] for vmss in scale_sets for i in vmss.backend_pool_ids
                   if "/loadbalancers/" in i.lower()}
-        nat: dict[str, str] = {}
         if facts.outbound_type in ("managedNATGateway", "userAssignedNATGateway"):
-            for vnet_id in sorted({i.split("/subnets/")[0] for i in subnet_ids if "/subnets/" in i}, key=str.lower):
-                got = self._safe(f"virtual network {last_name(vnet_id)}",
-                                 partial(self._get, subscription, vnet_id, "virtual_networks", rest.vnet_facts))
-                if isinstance(got, Unavailable):
-                    return _replace(base, snat=got)
-                nat.update(got.nat_gateways)
-        return _replace(base, snat=self._snat(subscription, facts, nat, subnet_ids,
-                                                    node_count=node_count, lb_ids=lb_ids))
+            nat, unread = self._subnet_nat_gateways(subscription, subnet_ids)
+            if unread:
+                return _replace(base, snat=Unavailable(next(iter(unread.values()))))
+        else:
+            nat, unread = self._subnet_nat_gateways(subscription, subnet_ids if byo else set())
+        return _replace(base, snat=self._snat(subscription, facts, nat, subnet_ids, node_count=node_count,
+                                              lb_ids=lb_ids, unread_subnets=unread))
+
+    def _subnet_nat_gateways(self, subscription: str,
+                             subnet_ids: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """(subnet id -> NAT gateway id, subnet id -> why its VNet could not be read), one read per VNet."""
+        nat: dict[str, str] = {}
+        unread: dict[str, str] = {}
+        for vnet_id in sorted({i.split("/subnets/")[0] for i in subnet_ids if "/subnets/" in i}, key=str.lower):
+            owner = (segment(vnet_id, "subscriptions") or subscription).lower()
+            got = self._safe(f"virtual network {last_name(vnet_id)}",
+                             partial(self._get, owner, vnet_id, "virtual_networks", rest.vnet_facts))
+            if isinstance(got, Unavailable):
+                unread.update({s: got.reason for s in subnet_ids if s.lower().startswith(vnet_id.lower() + "/")})
+                continue
+            nat.update(got.nat_gateways)
+        return nat, unread
 
     def _scale_sets(self, subscription: str, node_rg: str) -> list[rest.ScaleSet]:
         compute = self.clients.compute(subscription)
@@ -391,13 +415,14 @@ class Collector:
     # ------------------------------------------------------------ evidence
 
     def _snat(self, subscription: str, facts: rest.ClusterFacts, nat_by_subnet: Mapping[str, str],
-              subnet_ids: set[str], *, node_count: int, lb_ids: set[str]) -> SnatMetrics | Unavailable | None:
-        """The outbound load balancer's, or every node-subnet NAT gateway's, SNAT metrics (see snat_collect)."""
+              subnet_ids: set[str], *, node_count: int, lb_ids: set[str],
+              unread_subnets: Mapping[str, str] | None = None) -> SnatMetrics | Unavailable | None:
+        """The outbound load balancer's and/or every node-subnet NAT gateway's SNAT metrics (see snat_collect)."""
         from shared.azure.snat_collect import SnatQuery, collect_snat
 
         query = SnatQuery(self.settings.snat_window_minutes, self._now(), node_count)
         return collect_snat(_SnatReads(self, subscription), facts, query, nat_by_subnet=nat_by_subnet,
-                            subnet_ids=subnet_ids, lb_ids=lb_ids)
+                            subnet_ids=subnet_ids, lb_ids=lb_ids, unread_subnets=unread_subnets)
 
     def activity_log(self, subscription: str, since: datetime | None = None) -> tuple[ActivityEvent, ...] | Unavailable:
         end = self._now()

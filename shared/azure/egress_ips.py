@@ -5,12 +5,17 @@ it: egress addresses only when authorized IP ranges are set on a public cluster 
 them), the API server subnet only with API Server VNet Integration. Every public IP, prefix and NAT
 gateway is read through the Collector's memo, so a resource shared by many clusters is read once.
 
-Which addresses are the egress: a NAT gateway on a node subnet takes over outbound traffic from the load
-balancer, so its addresses are the egress whenever one is attached (the outbound types
-managedNATGateway / userAssignedNATGateway, or loadBalancer with a subnet NAT gateway); otherwise the
-outbound load balancer's public IPs and prefixes (loadBalancer), or the public IPs of the Azure Firewall
-the default route points at (userDefinedRouting). Anything that cannot be read is an error on that
-source, never a silently smaller set.
+Which addresses are the egress, node subnet by node subnet (pools on different subnets may leave by
+different paths, and the egress set is their union):
+- a NAT gateway on a node subnet takes over that subnet's outbound traffic from the load balancer, so its
+  addresses are the egress of that subnet (managedNATGateway / userAssignedNATGateway, or loadBalancer
+  with a subnet NAT gateway); under loadBalancer, the subnets without one still leave through the
+  outbound load balancer's public IPs and prefixes;
+- userDefinedRouting: each node subnet's default route (0.0.0.0/0) leads to its own next hop, and each
+  Azure Firewall reached that way contributes its public IPs. A subnet whose table could not be read,
+  whose next hop is not an Azure Firewall the monitor could read (a third-party NVA, a gateway), or that
+  has no default route to an appliance leaves the set incomplete: an error on that subnet's path.
+Anything that cannot be read is an error on that source, never a silently smaller set.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from shared.azure import rest
 from shared.azure.ids import last_name, norm, segment
 from shared.netrules.nsg_types import NetworkSecurityGroup
-from shared.snapshot import ClusterSnapshot, EgressAddress, EgressIps, Firewall, Subnet, Unavailable
+from shared.snapshot import ClusterSnapshot, EgressAddress, EgressIps, Route, RouteTable, Subnet, Unavailable
 
 if TYPE_CHECKING:
     from shared.azure.collect import Collector
@@ -56,13 +61,20 @@ def collect_egress_ips(
     *,
     nat_by_subnet: Mapping[str, str],
     node_subnet_ids: Iterable[str],
-    firewall: Firewall | Unavailable | None,
+    topology: ClusterSnapshot,
 ) -> EgressIps | Unavailable:
-    """The cluster's egress addresses, with a reason for each source that could not be read."""
+    """The cluster's egress addresses, with a reason for each source that could not be read.
+
+    `topology` is the snapshot as collected so far: its node subnets, their route tables (read, or why
+    not) and the appliance behind each virtual-appliance next hop.
+    """
     access = facts.access or rest.AccessFacts()
     reader = _Reader(collector, subscription)
     outbound = facts.outbound_type.lower()
+    node_subnet_ids = sorted({s for s in node_subnet_ids if s}, key=str.lower)
     nat_ids = sorted({g for s in node_subnet_ids if (g := nat_by_subnet.get(norm(s)))}, key=str.lower)
+    # Node subnets known (read) to carry no NAT gateway: under loadBalancer they leave through the load balancer.
+    without_nat = [s for s in node_subnet_ids if norm(s) in topology.subnets and not nat_by_subnet.get(norm(s))]
     if outbound in ("managednatgateway", "userassignednatgateway") or (outbound == "loadbalancer" and nat_ids):
         if not nat_ids and not access.nat_outbound_ip_ids:
             return Unavailable("no NAT gateway is attached to the node subnets, so the egress IPs are unknown")
@@ -70,27 +82,88 @@ def collect_egress_ips(
             reader.public_ip(ip_id, via="the managed NAT gateway")
         for nat_id in nat_ids:
             reader.nat_gateway(nat_id)
+        if outbound == "loadbalancer" and without_nat:
+            # A NAT gateway takes over only the subnets it is attached to; pools on the others still leave
+            # through the load balancer's outbound IPs.
+            if not access.lb_outbound_ip_ids and not access.lb_outbound_prefix_ids:
+                reader.errors[facts.id] = (
+                    f"node subnet(s) {', '.join(last_name(s) for s in without_nat)} have no NAT gateway and leave "
+                    "through the load balancer, whose profile lists no effective outbound IPs or prefixes")
+            _load_balancer(reader, access)
     elif outbound == "loadbalancer":
         if not access.lb_outbound_ip_ids and not access.lb_outbound_prefix_ids:
             return Unavailable("the load balancer profile lists no effective outbound IPs or prefixes")
-        for ip_id in access.lb_outbound_ip_ids:
-            reader.public_ip(ip_id, via="the outbound load balancer")
-        for prefix_id in access.lb_outbound_prefix_ids:
-            reader.prefix(prefix_id, via="the outbound load balancer")
+        _load_balancer(reader, access)
     elif outbound == "userdefinedrouting":
-        if firewall is None:
-            return Unavailable("outboundType userDefinedRouting without an Azure Firewall on the node subnets' "
-                               "default route: the egress device and its public IPs are unknown")
-        if isinstance(firewall, Unavailable):
-            return Unavailable(f"the egress device on the default route could not be judged: {firewall.reason}")
-        if not firewall.public_ip_ids:
-            return Unavailable(f"Azure Firewall {last_name(firewall.id)} lists no public IP configuration")
-        for ip_id in firewall.public_ip_ids:
-            reader.public_ip(ip_id, via=firewall.id)
+        if not node_subnet_ids:
+            return Unavailable("outboundType userDefinedRouting and no node subnet was found: the egress devices "
+                               "and their public IPs are unknown")
+        for subnet_id in node_subnet_ids:
+            _routed_egress(reader, topology, subnet_id)
     else:
         return Unavailable(f"outboundType {facts.outbound_type}: the cluster's egress is outside what AKS "
                            "configures, so its egress IPs are unknown")
     return EgressIps(tuple(reader.addresses), dict(reader.errors))
+
+
+def _load_balancer(reader: _Reader, access: rest.AccessFacts) -> None:
+    for ip_id in access.lb_outbound_ip_ids:
+        reader.public_ip(ip_id, via="the outbound load balancer")
+    for prefix_id in access.lb_outbound_prefix_ids:
+        reader.prefix(prefix_id, via="the outbound load balancer")
+
+
+def default_route(table: RouteTable) -> Route | None:
+    """The table's route for 0.0.0.0/0 (the one every public destination without a longer route takes)."""
+    return next((r for r in table.routes if r.address_prefix.strip() in ("0.0.0.0/0", "0/0")), None)
+
+
+def _routed_egress(reader: _Reader, topology: ClusterSnapshot, subnet_id: str) -> None:
+    """userDefinedRouting: the public IPs of the Azure Firewall behind this node subnet's default route, or an
+    error saying why this subnet's egress addresses are unknown."""
+    name = last_name(subnet_id)
+    subnet = topology.subnets.get(norm(subnet_id))
+    if subnet is None:
+        reader.errors[subnet_id] = (f"node subnet {name} could not be read, so the egress device its default "
+                                    "route leads to is unknown")
+        return
+    if not subnet.route_table_id:
+        reader.errors[subnet_id] = (f"outboundType userDefinedRouting, but node subnet {name} has no route table: "
+                                    "the egress device and the public IPs its traffic leaves from are unknown")
+        return
+    table_id = subnet.route_table_id
+    if norm(table_id) in topology.unreadable_route_tables:
+        reader.errors[table_id] = (f"the egress device of node subnet {name} is unknown: its route table "
+                                   f"{last_name(table_id)} could not be read: "
+                                   f"{topology.unreadable_route_tables[norm(table_id)]}")
+        return
+    table = topology.route_tables.get(norm(table_id)) or topology.route_tables.get(table_id)
+    if table is None:
+        reader.errors[table_id] = f"route table {last_name(table_id)} of node subnet {name} was not collected"
+        return
+    route = default_route(table)
+    if route is not None and route.next_hop_type.lower() == "none":
+        return  # 0.0.0.0/0 is dropped: nothing leaves this subnet, so it has no egress address
+    if route is None or route.next_hop_type.lower() != "virtualappliance":
+        hop = route.next_hop_type if route is not None else "no explicit route (the system route to Internet)"
+        reader.errors[f"{table.id}/routes/{route.name if route else 'default'}"] = (
+            f"outboundType userDefinedRouting, but node subnet {name} sends 0.0.0.0/0 to {hop}: the egress "
+            "device and the public IPs its traffic leaves from are unknown")
+        return
+    ip = route.next_hop_ip or ""
+    appliance = topology.appliances.get(ip)
+    where = f"{table.id}/routes/{route.name}"
+    if appliance is None:
+        reader.errors[where] = (f"the egress device of node subnet {name} (virtual appliance {ip or '?'} on its "
+                                "default route) was not read, so its public IPs are unknown")
+    elif isinstance(appliance, Unavailable):
+        reader.errors[where] = (f"the egress device on the default route of node subnet {name} could not be "
+                                f"judged: {appliance.reason}")
+    elif not appliance.public_ip_ids:
+        reader.errors[appliance.id] = f"Azure Firewall {last_name(appliance.id)} lists no public IP configuration"
+    else:
+        for ip_id in appliance.public_ip_ids:
+            reader.public_ip(ip_id, via=appliance.id)
 
 
 class _Reader:
@@ -202,7 +275,7 @@ def add_access(collector: Collector, snapshot: ClusterSnapshot, facts: rest.Clus
     if snapshot.authorized_ip_ranges and not snapshot.private and EGRESS in parts:
         changes["egress_ips"] = collect_egress_ips(
             collector, snapshot.subscription_id, facts, nat_by_subnet=nat_by_subnet,
-            node_subnet_ids={n.subnet_id for n in nodes}, firewall=snapshot.firewall)
+            node_subnet_ids={n.subnet_id for n in nodes}, topology=snapshot)
     if snapshot.api_server_vnet_integration and not snapshot.api_server_subnet_id:
         found = delegated_subnet(snapshot.subnets)  # managed VNet: AKS does not report its API server subnet
         if found is not None:

@@ -1,6 +1,11 @@
 """SNAT evidence: metrics of the outbound load balancer, or of EVERY NAT gateway on the node subnets, and
 the public IPs behind them.
 
+Which of them: a NAT gateway on a subnet takes over that subnet's outbound traffic, whatever the outbound
+type. So with outboundType loadBalancer, the NAT gateways on node subnets are read too (and alone when
+every node subnet has one: the load balancer then carries no outbound traffic of the nodes); a node
+subnet that could not be read may hide one, so it is recorded as unread.
+
 Why every NAT gateway: each node subnet may have its own gateway, and the one with exhausted ports is
 not necessarily the first by id. Why the IPs: the fix must fit how the outbound IPs were chosen (a
 managed count, the user's own IPs, prefixes), and a prefix's size must be read, not assumed.
@@ -51,15 +56,31 @@ class SnatQuery:
 
 
 def collect_snat(reads: _Reads, facts: rest.ClusterFacts, query: SnatQuery, *, nat_by_subnet: Mapping[str, str],
-                 subnet_ids: set[str], lb_ids: set[str]) -> SnatMetrics | Unavailable | None:
-    """SNAT evidence for the cluster's outbound path (None where SNAT is not AKS's: private, UDR, none)."""
+                 subnet_ids: set[str], lb_ids: set[str],
+                 unread_subnets: Mapping[str, str] | None = None) -> SnatMetrics | Unavailable | None:
+    """SNAT evidence for the cluster's outbound path (None where SNAT is not AKS's: private, UDR, none).
+
+    `unread_subnets`: node subnet id -> why it could not be read (a NAT gateway on it would be unseen).
+    With outboundType loadBalancer the result is the load balancer's metrics with the node subnets' NAT
+    gateways in `also` and anything unread in `unread`, or the NAT gateways alone when every node subnet
+    has one.
+    """
     if facts.private or facts.outbound_type.lower() in ("userdefinedrouting", "none"):
         return None
+    nat_ids = sorted({g for s in subnet_ids if (g := nat_by_subnet.get(norm(s)))}, key=str.lower)
     if facts.outbound_type in NAT_GATEWAY_TYPES:
-        nat_ids = sorted({g for s in subnet_ids if (g := nat_by_subnet.get(norm(s)))}, key=str.lower)
         if not nat_ids:
             return Unavailable("no NAT gateway is attached to the node subnets")
         return _nat_gateways(reads, nat_ids, query)
+    unread = {s: f"node subnet {last_name(s)} could not be read, so a NAT gateway on it (which would take over its "
+                 f"outbound traffic) is unknown: {why}" for s, why in (unread_subnets or {}).items()}
+    unread_keys = {norm(s) for s in unread}
+    via_lb = [s for s in subnet_ids if not nat_by_subnet.get(norm(s)) and norm(s) not in unread_keys]
+    if nat_ids and not via_lb:  # every node subnet leaves through a NAT gateway: the load balancer is not used
+        gateways = _nat_gateways(reads, nat_ids, query)
+        if isinstance(gateways, Unavailable) or not unread:
+            return gateways
+        return replace(gateways, unread={**gateways.unread, **unread})
     if not lb_ids:
         return Unavailable("no load balancer backend pool on the node NICs; cannot find the outbound load balancer")
     lb_id = sorted(lb_ids, key=lambda i: (last_name(i).lower() != "kubernetes", i))[0]
@@ -67,7 +88,15 @@ def collect_snat(reads: _Reads, facts: rest.ClusterFacts, query: SnatQuery, *, n
     if isinstance(got, Unavailable):
         return got
     count, error = _lb_outbound_ips(reads, facts.load_balancer_profile)
-    return replace(got, outbound_ip_count=count, outbound_ips_error=error)
+    got = replace(got, outbound_ip_count=count, outbound_ips_error=error)
+    if nat_ids:  # the pools on subnets with a NAT gateway leave through it: its exhaustion counts as well
+        gateways = _nat_gateways(reads, nat_ids, query)
+        if isinstance(gateways, Unavailable):
+            unread.update(dict.fromkeys(nat_ids, gateways.reason))
+        else:
+            unread.update(gateways.unread)
+            got = replace(got, also=(replace(gateways, also=(), unread={}), *gateways.also))
+    return replace(got, unread=unread) if unread else got
 
 
 # ------------------------------------------------------------------ load balancer

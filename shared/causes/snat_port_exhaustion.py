@@ -6,9 +6,16 @@ Only AKS-managed outbound (load balancer or NAT gateway) is ours to judge; with 
 `clear` needs every piece: connection metrics with data, port metrics with a known allocation, the
 public IPs behind the load balancer, and every NAT gateway on the node subnets. A failure seen on one
 piece is `detected` even when another piece is missing (that piece is then listed in `unchecked`).
+
+With outboundType loadBalancer, node subnets that carry a NAT gateway leave through it (Azure gives a
+subnet's NAT gateway precedence over load balancer outbound rules): those gateways arrive in `also` of
+the load balancer's metrics and are judged like NAT-gateway clusters; the two verdicts are combined.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
 
 from shared.causes.base import Cause
 from shared.causes.snat_remediation import load_balancer_fix, nat_arithmetic, nat_gateway_fix
@@ -40,13 +47,40 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
         return CAUSE.unknown(metrics.reason)
     if snapshot.outbound_type in NAT_GATEWAY_TYPES or metrics.source_kind == "natGateway":
         return _evaluate_nat_gateways(snapshot, metrics)
-    return _evaluate_load_balancer(snapshot, metrics)
+    lb_result = _evaluate_load_balancer(snapshot, replace(metrics, also=(), unread={}), extra_gaps=metrics.unread)
+    if not metrics.also:
+        return lb_result
+    gateways = replace(metrics.also[0], also=metrics.also[1:], unread={})
+    return _combine(lb_result, _evaluate_nat_gateways(snapshot, gateways))
+
+
+def _combine(*results: CauseResult) -> CauseResult:
+    """The load balancer's and the subnet NAT gateways' verdicts as one: detected if either is, unknown if
+    either is (the other then clear), clear only when both are; every gap stays in `unchecked`."""
+    evidence = tuple(e for r in results for e in r.evidence)
+    unchecked: dict[str, str] = {}
+    for r in results:
+        unchecked.update(r.unchecked)
+        if r.status is Status.UNKNOWN and not r.unchecked:
+            unchecked[r.subjects[0] if r.subjects else "snat"] = r.reason or r.summary
+    detected = [r for r in results if r.status is Status.DETECTED]
+    if detected:
+        return CAUSE.result(
+            Status.DETECTED, " ".join(r.summary for r in detected), evidence=evidence,
+            remediation=tuple(dict.fromkeys(step for r in detected for step in r.remediation)),
+            subjects=tuple(dict.fromkeys(s for r in detected for s in r.subjects)), unchecked=unchecked)
+    unknown = [r for r in results if r.status is Status.UNKNOWN]
+    if unknown:
+        return CAUSE.unknown("; ".join(r.reason or r.summary for r in unknown), evidence=evidence,
+                             unchecked=unchecked)
+    return CAUSE.result(Status.CLEAR, " ".join(r.summary for r in results), evidence=evidence)
 
 
 # ------------------------------------------------------------------ load balancer
 
 
-def _evaluate_load_balancer(snapshot: ClusterSnapshot, metrics: SnatMetrics) -> CauseResult:
+def _evaluate_load_balancer(snapshot: ClusterSnapshot, metrics: SnatMetrics, *,
+                            extra_gaps: Mapping[str, str] | None = None) -> CauseResult:
     profile = snapshot.load_balancer_profile
     configured = profile.allocated_outbound_ports if profile else 0
     ips = metrics.outbound_ip_count
@@ -76,7 +110,8 @@ def _evaluate_load_balancer(snapshot: ClusterSnapshot, metrics: SnatMetrics) -> 
         Evidence(metrics.source_id, _kind_line(snapshot, ips)),
         *(Evidence(metrics.source_id, line) for line in arithmetic),
     )
-    gaps = _load_balancer_gaps(metrics, configured, ips)
+    gaps = {**_load_balancer_gaps(metrics, configured, ips), **(extra_gaps or {})}
+    evidence = (*evidence, *(Evidence(k, f"not checked: {v}") for k, v in (extra_gaps or {}).items()))
     if result.state == "ok":
         if gaps:
             return CAUSE.unknown("; ".join(gaps.values()), evidence=evidence, unchecked=gaps)
