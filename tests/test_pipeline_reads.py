@@ -104,3 +104,15 @@ def test_unreadable_activity_log_is_stored_as_a_reason_not_an_empty_history(worl
     assert not isinstance(events, tuple)
     assert "403" in events.reason
     assert get_activity_log_cursor(monitor.store, DEMO_SUBSCRIPTION) is None  # the cursor did not move
+
+
+def test_scan_shares_one_collector_per_cluster_across_families(world: dict[str, Any]) -> None:
+    # `scan` runs one cluster's families in one thread with one collector: what the nsg check read, the
+    # probe check does not read again (in Azure each family is its own message, on its own schedule).
+    emu, monitor = world["emu"], world["monitor"]
+    emu.stats.reset()
+    summary = monitor.run_cycle()
+    assert not summary.errors, summary.errors
+    calls = {k: n for k, n in emu.stats.snapshot().calls_by_resource.items() if k[0] not in NOT_READS}
+    twice = {k: n for k, n in calls.items() if n > (2 if k[0] == "Metrics.List" else 1)}
+    assert twice == {}

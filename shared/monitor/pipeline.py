@@ -30,7 +30,7 @@ from shared.monitor.queues import CheckMessage
 from shared.snapshot import ActivityEvent, Unavailable
 
 if TYPE_CHECKING:
-    from shared.monitor.cycle import ClusterOutcome, CycleSummary, Monitor
+    from shared.monitor.cycle import ClusterOutcome, CycleSummary, FleetMember, Monitor
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,18 @@ class CyclePlan:
     errors: list[str] = field(default_factory=list)
 
 
-def plan_cycle(monitor: Monitor, family: str, collector: Collector | None = None) -> CyclePlan:
-    """The timer's half: who to check this cycle, and everything read once per subscription."""
+def plan_cycle(monitor: Monitor, family: str, collector: Collector | None = None, *,
+               fleet: tuple[list[FleetMember], list[str]] | None = None) -> CyclePlan:
+    """The timer's half: who to check this cycle, and everything read once per subscription.
+
+    `fleet`: the discovery already made in this process (`scan` discovers once for every family)."""
     from shared.store.checkpoints import start_cycle
 
     if family not in SPECS:
         raise ValueError(f"unknown check family {family!r}")
     collector = collector or Collector(monitor.clients, now=monitor.now)
     started = monitor.now()
-    members, errors = monitor.discover(collector)
+    members, errors = fleet if fleet is not None else monitor.discover(collector)
     if SPECS[family].activity_log:
         refresh_activity(monitor, collector, sorted({m.subscription_id for m in members}))
     cycle_id = uuid.uuid4().hex
@@ -101,7 +104,7 @@ def refresh_activity(monitor: Monitor, collector: Collector, subscriptions: Sequ
 
 
 def run_check(monitor: Monitor, message: CheckMessage, *, attempt: str | None = None,
-              budget_s: float = PROBE_BUDGET_S) -> ClusterOutcome:
+              budget_s: float = PROBE_BUDGET_S, collector: Collector | None = None) -> ClusterOutcome:
     """The worker's half: one cluster, the message's families, then the completion rows.
 
     `attempt` names this delivery of the message (run-commands it starts are recorded under it, so a
@@ -112,7 +115,7 @@ def run_check(monitor: Monitor, message: CheckMessage, *, attempt: str | None = 
     from shared.store.checkpoints import TableRunCommandLedger, complete_cluster, get_activity_events
 
     started = time.monotonic()
-    collector = Collector(monitor.clients, now=monitor.now)
+    collector = collector or Collector(monitor.clients, now=monitor.now)  # `scan` shares one per cluster
     activity: tuple[ActivityEvent, ...] | Unavailable | None = None
     if any(SPECS[f].activity_log for f in message.families):
         activity, _ = get_activity_events(monitor.store, message.subscription_id)
@@ -136,27 +139,34 @@ def run_in_process(monitor: Monitor, families: Sequence[str], *,
     summary = CycleSummary(monitor.now(), tuple(families))
     collector = Collector(monitor.clients, now=monitor.now)  # the timers' collector (discovery, Activity Log)
     before = monitor.clients.stats.snapshot()
-    plans = [plan_cycle(monitor, family, collector) for family in families]
+    fleet = monitor.discover(collector)  # once for every family
+    plans = [plan_cycle(monitor, family, collector, fleet=fleet) for family in families]
     for plan in plans:
         summary.errors.extend(e for e in plan.errors if e not in summary.errors)
     messages = [m for plan in plans for m in plan.messages]
     summary.clusters = len({m.cluster_id.lower() for m in messages})
+    # One cluster's families run one after another in one thread, sharing one collector: what the nsg check
+    # read (scale sets, NICs, VNets, NSGs) the probe check does not read again, and the families' findings
+    # are reconciled in family order (the probe family sees the nsg family's findings). Clusters run in
+    # parallel. In Azure each family is its own queue message on its own schedule; the code is the same.
+    groups: dict[str, list[CheckMessage]] = {}
+    for message in messages:
+        groups.setdefault(message.cluster_id.lower(), []).append(message)
     done = 0
-    with ThreadPoolExecutor(max_workers=min(CLUSTER_WORKERS, max(1, len(messages))),
+    with ThreadPoolExecutor(max_workers=min(CLUSTER_WORKERS, max(1, len(groups))),
                             thread_name_prefix="cluster") as pool:
-        futures = {pool.submit(run_check, monitor, m): m for m in messages}
+        futures = [pool.submit(_run_group, monitor, group) for group in groups.values()]
         for future in as_completed(futures):
-            message = futures[future]
-            try:
-                summary.add(future.result())
-            except Exception as exc:  # one cluster never stops the fleet; recorded as the poison handler does
-                log.exception("cluster check failed", extra={"cluster_id": message.cluster_id})
-                reason = f"the check failed: {type(exc).__name__}: {exc}"
-                summary.errors.append(f"{message.cluster_id} ({', '.join(message.families)}): {reason}")
-                record_failure_safely(monitor, message, reason)
-            done += 1
-            if progress is not None:
-                progress(done, len(messages), message.cluster_id.rsplit("/", 1)[-1])
+            for message, outcome in future.result():
+                if isinstance(outcome, Exception):  # one cluster never stops the fleet (as the poison handler)
+                    reason = f"the check failed: {type(outcome).__name__}: {outcome}"
+                    summary.errors.append(f"{message.cluster_id} ({', '.join(message.families)}): {reason}")
+                    record_failure_safely(monitor, message, reason)
+                else:
+                    summary.add(outcome)
+                done += 1
+                if progress is not None:
+                    progress(done, len(messages), message.cluster_id.rsplit("/", 1)[-1])
     summary.reports = merge_by_cluster(summary.family_reports)
     sent, failed = monitor.deliver_notifications()
     summary.notifications_sent, summary.notifications_failed = sent, failed
@@ -167,6 +177,20 @@ def run_in_process(monitor: Monitor, families: Sequence[str], *,
     summary.duration_s = time.monotonic() - started
     log.info("cycle finished", extra={"custom_dimensions": summary.metrics()})
     return summary
+
+
+def _run_group(monitor: Monitor,
+               group: Sequence[CheckMessage]) -> list[tuple[CheckMessage, ClusterOutcome | Exception]]:
+    """`scan`: one cluster's messages in order with one collector; each outcome or the exception it raised."""
+    collector = Collector(monitor.clients, now=monitor.now)
+    done: list[tuple[CheckMessage, ClusterOutcome | Exception]] = []
+    for message in group:
+        try:
+            done.append((message, run_check(monitor, message, collector=collector)))
+        except Exception as exc:
+            log.exception("cluster check failed", extra={"cluster_id": message.cluster_id})
+            done.append((message, exc))
+    return done
 
 
 def record_failure_safely(monitor: Monitor, message: CheckMessage, reason: str) -> None:
