@@ -274,7 +274,9 @@ class KubeApiService:
         direct = direct_dial(self.runcommands.executor_for(cluster), self.runcommands.current_state, cluster, target)
         if direct is not None:  # API Server VNet Integration: no agents, the API server dials the kubelet
             return direct
-        agents = [p for p in objects.agent_pods(cluster, now) if p.phase == "Running" and p.ready and p.node]
+        # A pod being deleted (Terminating) keeps its Ready condition but is shutting down: it carries nothing.
+        agents = [p for p in objects.agent_pods(cluster, now)
+                  if p.phase == "Running" and p.ready and p.node and p.deleted_at is None]
         nodes = {n.name: n for n in cluster.nodes}
         executor = self.runcommands.executor_for(cluster)
         exec_in_node = getattr(executor, "exec_in_node", None)

@@ -8,18 +8,27 @@ A scenario cluster may carry a `kube` object (all keys optional):
       "rbac": "allow",                   # or "forbid" (every read 403), "no-logs" (pods/log 403),
                                          # "no-events" (events 403)
       "ladder": [[1, 2], [100, 3]],      # nodesToReplicas of konnectivity-agent-autoscaler; null = no configmap
+      "includeUnschedulableNodes": true, # written into the ladder JSON when present (any JSON value)
       "deploymentReplicas": 2,           # spec.replicas of the konnectivity-agent deployment
       "agents": [{"node": "<name>" | 0, "phase": "Running", "ready": true, "waiting": "CrashLoopBackOff",
                   "restarts": 3, "lastTerminated": "OOMKilled", "lastTerminatedMinutesAgo": 5,
-                  "pendingMessage": "0/3 nodes are available: 3 Insufficient memory."}],
+                  "pendingMessage": "0/3 nodes are available: 3 Insufficient memory.",
+                  "terminatingMinutesAgo": 20,   # deletion asked that long ago (30 s grace): still Ready, going
+                  "events": [{"reason": "BackOff", "minutesAgo": 2, "firstMinutesAgo": 300, "count": 40,
+                              "message": "...", "type": "Warning"}]}],   # events of this pod besides the default
+      "eventStyle": "core",              # or "events.k8s.io": repeats only in series (lastTimestamp empty)
+      "windowsNodes": ["<name>", 2],     # labelled kubernetes.io/os=windows (name or index in the node order)
+      "cordonedNodes": ["<name>", 1],    # spec.unschedulable: true with the unschedulable taint
       "daemonSets": ["kube-proxy"],      # DaemonSets with a pod on every running node
       "logDelaySeconds": 0,              # each pod-log answer waits this long (a hanging tunnel dial)
       "plainHttpNodes": ["<name>", 2],   # something else answers plain HTTP on that node's 10250 (name or index)
       "nodeConditions": {"<name>": [{"type": "MemoryPressure", "status": "True", "reason": "..."}]}
     }
 
-Without `agents`, a Konnectivity cluster runs as many Ready agents as the ladder asks for, on distinct
-nodes. Shapes are checked against the `kubernetes` client's own models in the tests.
+Without `agents`, a Konnectivity cluster runs as many Ready agents as the ladder asks for at the node count
+cluster-proportional-autoscaler computes (schedulable Ready nodes, or every node with
+`includeUnschedulableNodes: true`), on distinct Linux, uncordoned nodes. Shapes are checked against the
+`kubernetes` client's own models in the tests.
 """
 
 from __future__ import annotations
@@ -51,6 +60,8 @@ class AgentPod:
     last_terminated: str | None
     last_terminated_at: datetime | None
     pending_message: str
+    deleted_at: datetime | None = None  # when its deletion was asked (Terminating since)
+    events: tuple[Mapping[str, Any], ...] = ()
 
 
 def kube_of(cluster: ClusterSpec) -> Mapping[str, Any]:
@@ -93,6 +104,31 @@ def running_nodes(cluster: ClusterSpec) -> list[NodeSpec]:
     return [n for n in cluster.nodes if n.running]
 
 
+GRACE_SECONDS = 30  # the agent pod's terminationGracePeriodSeconds
+
+
+def _marked(cluster: ClusterSpec, key: str, node: NodeSpec) -> bool:
+    """Whether `kube[key]` (node names, or indexes in the cluster's node order) names this node."""
+    listed = kube_of(cluster).get(key, ())
+    return node.name in listed or cluster.nodes.index(node) in listed
+
+
+def node_os(cluster: ClusterSpec, node: NodeSpec) -> str:
+    return "windows" if _marked(cluster, "windowsNodes", node) else "linux"
+
+
+def cordoned(cluster: ClusterSpec, node: NodeSpec) -> bool:
+    return _marked(cluster, "cordonedNodes", node)
+
+
+def autoscaler_nodes(cluster: ClusterSpec) -> int:
+    """The node count cluster-proportional-autoscaler (1.10.1+) feeds its ladder: every node with
+    `includeUnschedulableNodes: true`, else the schedulable Ready ones (not cordoned)."""
+    if kube_of(cluster).get("includeUnschedulableNodes") is True:
+        return len(cluster.nodes)
+    return sum(1 for n in cluster.nodes if n.running and not cordoned(cluster, n))
+
+
 def agent_pods(cluster: ClusterSpec, now: datetime) -> list[AgentPod]:
     if cluster.tunnel != "konnectivity" or tunnel_bypassed(cluster):  # VNet integration: AKS deploys no agents
         return []
@@ -102,19 +138,22 @@ def agent_pods(cluster: ClusterSpec, now: datetime) -> list[AgentPod]:
     declared = kube.get("agents")
     if declared is None:
         ladder = ladder_of(cluster) or DEFAULT_LADDER
-        count = expected(ladder, len(nodes))
+        count = expected(ladder, autoscaler_nodes(cluster))
         # Konnectivity routes a call to the agent on the destination node when there is one (destHost), so
         # a node-level block only shows from elsewhere: by default agents go to plain nodes (no ufw or
-        # iptables declared), the first ones first; declare `agents` to place them anywhere.
-        plain = [i for i, n in enumerate(nodes) if not (n.sim.get("ufw") or n.sim.get("iptables"))]
-        order = plain + [i for i in range(len(nodes)) if i not in plain]
-        declared = [{"node": order[i % len(order)]} for i in range(count)] if nodes else []
+        # iptables declared), the first ones first; declare `agents` to place them anywhere. Only Linux,
+        # uncordoned nodes take one (the agent's nodeSelector, and the unschedulable taint).
+        hosts = [i for i, n in enumerate(nodes) if node_os(cluster, n) == "linux" and not cordoned(cluster, n)]
+        plain = [i for i in hosts if not (nodes[i].sim.get("ufw") or nodes[i].sim.get("iptables"))]
+        order = plain + [i for i in hosts if i not in plain]
+        declared = [{"node": order[i % len(order)]} for i in range(count)] if order else []
     pods: list[AgentPod] = []
     for index, raw in enumerate(declared):
         node_ref = raw.get("node")
         node = nodes[node_ref].name if isinstance(node_ref, int) and node_ref < len(nodes) else node_ref
         phase = str(raw.get("phase", "Running" if node else "Pending"))
         minutes = raw.get("lastTerminatedMinutesAgo")
+        deleted = raw.get("terminatingMinutesAgo")
         pods.append(AgentPod(
             name=f"{rs}-{_suffix(cluster.id, 'agent', str(index))}", node=node if phase != "Pending" or node else None,
             phase=phase, ready=bool(raw.get("ready", phase == "Running" and not raw.get("waiting"))),
@@ -123,6 +162,8 @@ def agent_pods(cluster: ClusterSpec, now: datetime) -> list[AgentPod]:
             last_terminated_at=now - timedelta(minutes=float(minutes)) if minutes is not None else
             (now - timedelta(minutes=3) if raw.get("lastTerminated") else None),
             pending_message=str(raw.get("pendingMessage", "0/3 nodes are available: 3 Insufficient memory.")),
+            deleted_at=now - timedelta(minutes=float(deleted)) if deleted is not None else None,
+            events=tuple(raw.get("events", ())),
         ))
     return pods
 
@@ -132,6 +173,7 @@ def agent_pods(cluster: ClusterSpec, now: datetime) -> list[AgentPod]:
 
 def node_json(cluster: ClusterSpec, node: NodeSpec, now: datetime) -> Json:
     extra = kube_of(cluster).get("nodeConditions", {}).get(node.name, [])
+    os_name = node_os(cluster, node)
     ready = "True" if node.running else "Unknown"
     conditions = [{"type": t, "status": "False", "reason": f"KubeletHas{r}", "message": f"kubelet has {r.lower()}",
                    "lastHeartbeatTime": _iso(now), "lastTransitionTime": _iso(now - timedelta(days=1))}
@@ -148,19 +190,30 @@ def node_json(cluster: ClusterSpec, node: NodeSpec, now: datetime) -> Json:
         "metadata": {"name": node.name, "uid": _uid(cluster.id, node.name), "resourceVersion": "1",
                      "creationTimestamp": _iso(now - timedelta(days=1)),
                      "labels": {"kubernetes.azure.com/agentpool": node.pool, "agentpool": node.pool,
-                                "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"}},
-        "spec": {"providerID": f"azure://{cluster.node_resource_group}/{node.name}"},
+                                "kubernetes.io/hostname": node.name, "kubernetes.io/os": os_name,
+                                "beta.kubernetes.io/os": os_name}},
+        "spec": _node_spec(cluster, node, now),
         "status": {"addresses": [{"type": "InternalIP", "address": node.ip}, {"type": "Hostname",
                                                                              "address": node.name}],
-                   "conditions": conditions, "nodeInfo": _node_info(cluster)},
+                   "conditions": conditions, "nodeInfo": _node_info(cluster, os_name)},
     }
 
 
-def _node_info(cluster: ClusterSpec) -> Json:
+def _node_spec(cluster: ClusterSpec, node: NodeSpec, now: datetime) -> Json:
+    spec: Json = {"providerID": f"azure://{cluster.node_resource_group}/{node.name}"}
+    if cordoned(cluster, node):  # what `kubectl cordon` (or an upgrade's drain) leaves
+        spec["unschedulable"] = True
+        spec["taints"] = [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule",
+                           "timeAdded": _iso(now - timedelta(minutes=30))}]
+    return spec
+
+
+def _node_info(cluster: ClusterSpec, os_name: str = "linux") -> Json:
+    windows = os_name == "windows"
     return {"architecture": "amd64", "bootID": "", "containerRuntimeVersion": "containerd://1.7.20",
-            "kernelVersion": "5.15.0-1071-azure", "kubeProxyVersion": "", "kubeletVersion":
-            f"v{cluster.kubernetes_version}", "machineID": "", "operatingSystem": "linux",
-            "osImage": "Ubuntu 22.04.4 LTS", "systemUUID": ""}
+            "kernelVersion": "10.0.20348.2582" if windows else "5.15.0-1071-azure", "kubeProxyVersion": "",
+            "kubeletVersion": f"v{cluster.kubernetes_version}", "machineID": "", "operatingSystem": os_name,
+            "osImage": "Windows Server 2022 Datacenter" if windows else "Ubuntu 22.04.4 LTS", "systemUUID": ""}
 
 
 def _container_status(name: str, image: str, *, ready: bool, restarts: int = 0, waiting: str | None = None,
@@ -179,7 +232,8 @@ def _container_status(name: str, image: str, *, ready: bool, restarts: int = 0, 
 
 
 def _pod(cluster: ClusterSpec, name: str, labels: Mapping[str, str], owner: tuple[str, str, str], *,
-         node: str | None, phase: str, ready: bool, containers: list[Json], now: datetime, pending: str = "") -> Json:
+         node: str | None, phase: str, ready: bool, containers: list[Json], now: datetime, pending: str = "",
+         deleted_at: datetime | None = None) -> Json:
     kind, owner_name, api = owner
     conditions: list[Json] = [{"type": "PodScheduled", "status": "True" if node else "False",
                                "lastTransitionTime": _iso(now - timedelta(hours=1))}]
@@ -195,13 +249,14 @@ def _pod(cluster: ClusterSpec, name: str, labels: Mapping[str, str], owner: tupl
     if node:
         status["containerStatuses"] = containers
         status["startTime"] = _iso(now - timedelta(hours=1))
-    return {
-        "metadata": {"name": name, "namespace": NAMESPACE, "uid": _uid(cluster.id, name), "labels": dict(labels),
-                     "resourceVersion": "1", "creationTimestamp": _iso(now - timedelta(hours=1)),
-                     "ownerReferences": [{"apiVersion": api, "kind": kind, "name": owner_name,
-                                          "uid": _uid(cluster.id, owner_name), "controller": True}]},
-        "spec": spec, "status": status,
-    }
+    metadata: Json = {"name": name, "namespace": NAMESPACE, "uid": _uid(cluster.id, name), "labels": dict(labels),
+                      "resourceVersion": "1", "creationTimestamp": _iso(now - timedelta(hours=1)),
+                      "ownerReferences": [{"apiVersion": api, "kind": kind, "name": owner_name,
+                                           "uid": _uid(cluster.id, owner_name), "controller": True}]}
+    if deleted_at is not None:  # Terminating: the API server sets the end of the grace period
+        metadata["deletionTimestamp"] = _iso(deleted_at + timedelta(seconds=GRACE_SECONDS))
+        metadata["deletionGracePeriodSeconds"] = GRACE_SECONDS
+    return {"metadata": metadata, "spec": spec, "status": status}
 
 
 def pods_json(cluster: ClusterSpec, now: datetime) -> list[Json]:
@@ -222,31 +277,53 @@ def pods_json(cluster: ClusterSpec, now: datetime) -> list[Json]:
         pods.append(_pod(cluster, agent.name, {"app": AGENT, "component": AGENT},
                          ("ReplicaSet", agent.name.rsplit("-", 1)[0], "apps/v1"), node=agent.node,
                          phase=agent.phase, ready=agent.ready, containers=containers, now=now,
-                         pending=agent.pending_message))
+                         pending=agent.pending_message, deleted_at=agent.deleted_at))
     return pods
 
 
 def events_json(cluster: ClusterSpec, now: datetime) -> list[Json]:
     events: list[Json] = []
+    series = kube_of(cluster).get("eventStyle") == "events.k8s.io"
     for agent in agent_pods(cluster, now):
         when = agent.last_terminated_at or now
         if agent.restarts or agent.waiting:
             events.append(_event(cluster, agent.name, "BackOff", "Back-off restarting failed container "
-                                 f"{AGENT} in pod {agent.name}", count=agent.restarts or 1, when=when))
+                                 f"{AGENT} in pod {agent.name}", count=agent.restarts or 1, when=when,
+                                 first=when - timedelta(minutes=5), series=series))
         if agent.phase == "Pending":
-            events.append(_event(cluster, agent.name, "FailedScheduling", agent.pending_message, count=3, when=now))
+            events.append(_event(cluster, agent.name, "FailedScheduling", agent.pending_message, count=3, when=now,
+                                 first=now - timedelta(minutes=5), series=series))
+        for raw in agent.events:
+            last = now - timedelta(minutes=float(raw.get("minutesAgo", 1)))
+            first = now - timedelta(minutes=float(raw.get("firstMinutesAgo", raw.get("minutesAgo", 1))))
+            events.append(_event(cluster, agent.name, str(raw["reason"]), str(raw.get("message", raw["reason"])),
+                                 count=int(raw.get("count", 1)), when=last, first=first, series=series,
+                                 type_=str(raw.get("type", "Warning"))))
     return events
 
 
-def _event(cluster: ClusterSpec, pod: str, reason: str, message: str, *, count: int, when: datetime) -> Json:
+def _event(cluster: ClusterSpec, pod: str, reason: str, message: str, *, count: int, when: datetime,
+           first: datetime, series: bool = False, type_: str = "Warning") -> Json:
+    """A core/v1 Event as the API serves it. Old style (client-go's record package, the kubelet's): count,
+    firstTimestamp, lastTimestamp. events.k8s.io style (client-go's events package): eventTime is the first
+    occurrence, repeats only in series {count, lastObservedTime}; the deprecated fields stay empty."""
     name = f"{pod}.{_suffix(cluster.id, pod, reason, size=8)}"
-    return {"metadata": {"name": name, "namespace": NAMESPACE, "uid": _uid(cluster.id, name),
-                         "resourceVersion": "1", "creationTimestamp": _iso(when)},
-            "involvedObject": {"kind": "Pod", "namespace": NAMESPACE, "name": pod, "apiVersion": "v1",
-                               "uid": _uid(cluster.id, pod)},
-            "reason": reason, "message": message, "type": "Warning", "count": count,
-            "firstTimestamp": _iso(when - timedelta(minutes=5)), "lastTimestamp": _iso(when),
-            "source": {"component": "kubelet"}, "reportingComponent": "kubelet", "reportingInstance": ""}
+    event: Json = {"metadata": {"name": name, "namespace": NAMESPACE, "uid": _uid(cluster.id, name),
+                                "resourceVersion": "1", "creationTimestamp": _iso(first)},
+                   "involvedObject": {"kind": "Pod", "namespace": NAMESPACE, "name": pod, "apiVersion": "v1",
+                                      "uid": _uid(cluster.id, pod)},
+                   "reason": reason, "message": message, "type": type_}
+    if not series:
+        return event | {"count": count, "firstTimestamp": _iso(first), "lastTimestamp": _iso(when),
+                        "source": {"component": "kubelet"}, "reportingComponent": "kubelet",
+                        "reportingInstance": ""}
+    micro = "%Y-%m-%dT%H:%M:%S.%fZ"  # MicroTime
+    event |= {"eventTime": first.astimezone(UTC).strftime(micro), "firstTimestamp": None, "lastTimestamp": None,
+              "action": reason, "reportingComponent": "kubelet", "reportingInstance": "kubelet",
+              "source": {}}
+    if count > 1:
+        event["series"] = {"count": count, "lastObservedTime": when.astimezone(UTC).strftime(micro)}
+    return event
 
 
 def configmap_json(cluster: ClusterSpec) -> Json | None:
@@ -256,7 +333,9 @@ def configmap_json(cluster: ClusterSpec) -> Json | None:
     name = f"{AGENT}-autoscaler"
     return {"metadata": {"name": name, "namespace": NAMESPACE, "uid": _uid(cluster.id, name),
                          "resourceVersion": "1"},
-            "data": {"ladder": json.dumps({"coresToReplicas": [], "nodesToReplicas": ladder})}}
+            "data": {"ladder": json.dumps({"coresToReplicas": [], "nodesToReplicas": ladder, **(
+                {"includeUnschedulableNodes": kube_of(cluster)["includeUnschedulableNodes"]}
+                if "includeUnschedulableNodes" in kube_of(cluster) else {})})}}
 
 
 def deployment_json(cluster: ClusterSpec, now: datetime) -> Json | None:

@@ -2,15 +2,18 @@
 
 The Konnectivity agents (deployment `kube-system/konnectivity-agent`, pods labelled
 `app=konnectivity-agent`) are the node end of the tunnel: when they are not Ready, crash-loop, stay
-Pending, are OOMKilled or keep restarting, or when fewer run than the cluster-proportional autoscaler's
-ladder (configmap `konnectivity-agent-autoscaler`, `nodesToReplicas`) asks for at the current node
-count, `kubectl logs/exec` and webhooks fail although no NSG, firewall or node rule blocks anything
-(cause 6 of Microsoft's tunnel connectivity article). All agents on one node is the same outage waiting
-for that node to fail. Evidence names each pod, its node and that node's conditions.
+Pending, are OOMKilled or keep restarting, are stuck Terminating, or when fewer run than the
+cluster-proportional autoscaler's ladder (configmap `konnectivity-agent-autoscaler`, `nodesToReplicas`)
+asks for at the node count it computes (schedulable nodes unless `includeUnschedulableNodes`),
+`kubectl logs/exec` and webhooks fail although no NSG, firewall or node rule blocks anything (cause 6 of
+Microsoft's tunnel connectivity article). A pod being deleted is never counted as an available agent.
+All agents on one node, while other Linux, schedulable, real nodes exist, is the same outage waiting for
+that node to fail. Evidence names each pod, its node and that node's conditions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from shared.azure.ids import last_name, segment
@@ -55,6 +58,17 @@ def expected_replicas(ladder: tuple[tuple[int, int], ...], nodes: int) -> int:
     return chosen
 
 
+def autoscaler_node_counts(nodes: Sequence[KubeNode], include_unschedulable: bool) -> tuple[int, ...]:
+    """The node counts cluster-proportional-autoscaler feeds its ladder. It lists every node (Windows and
+    virtual ones too: AKS gives it no `--nodelabels`); with `includeUnschedulableNodes: true` it counts them
+    all, otherwise (the default) only schedulable ones: not cordoned, and since 1.10.1 also Ready. Both
+    readings of the default are returned (the cluster's autoscaler version is not visible), lowest first."""
+    if include_unschedulable:
+        return (len(nodes),)
+    schedulable = [n for n in nodes if not n.unschedulable]
+    return tuple(sorted({sum(1 for n in schedulable if n.ready), len(schedulable)}))
+
+
 def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
     kube = snapshot.kube
     if kube is None:
@@ -71,36 +85,50 @@ def evaluate_agents(kube: KubeView, cluster_id: str, now: datetime) -> CauseResu
     evidence: list[Evidence] = []
     affected: list[str] = []
     for pod in agent.pods:
-        problems = _pod_problems(pod, agent, since)
+        problems = _pod_problems(pod, agent, since, now)
         if problems:
             evidence.append(Evidence(f"kube-system/{pod.name}", _describe(pod, problems, nodes.get(pod.node or ""))))
             affected.append(pod.node or pod.name)
     if agent.desired_replicas is None and not agent.pods:
         evidence.append(Evidence(SUBJECT, "the deployment kube-system/konnectivity-agent does not exist and no "
                                           "app=konnectivity-agent pod runs, but the cluster uses Konnectivity"))
-    ready = [p for p in agent.pods if p.phase == "Running" and p.ready]
+    # A pod being deleted keeps its Ready condition until its container stops, but it is on its way out.
+    ready = [p for p in agent.pods if p.phase == "Running" and p.ready and not p.terminating]
+    leaving = [p for p in agent.pods if p.phase == "Running" and p.ready and p.terminating]
+    not_counted = "" if not leaving else "; not counted, being deleted: " + ", ".join(
+        f"{p.name} (terminating since {p.deleting_since or p.deletion_due})" for p in leaving)
     unchecked: dict[str, str] = {}
-    want = expected_replicas(agent.ladder, len(kube.nodes)) if agent.ladder is not None else None
+    want, counted = None, 0
+    if agent.ladder is not None:
+        # Where the autoscaler's versions count differently (NotReady nodes), the smaller ask is the one held
+        # against the cluster; a larger one the autoscaler did write shows in spec.replicas, checked below.
+        want, counted = min(((expected_replicas(agent.ladder, n), n)
+                             for n in autoscaler_node_counts(kube.nodes, agent.include_unschedulable)),
+                            key=lambda pair: (pair[0], -pair[1]))
     if want is not None and len(ready) < want:
         assert agent.ladder is not None
         spec = "" if agent.desired_replicas is None else f"; the deployment asks for {agent.desired_replicas}"
         evidence.append(Evidence(SUBJECT, f"{len(ready)} Ready agent(s), fewer than the {want} that "
                                           f"nodesToReplicas {list(map(list, agent.ladder))} asks for at "
-                                          f"{len(kube.nodes)} node(s){spec}"))
+                                          f"{counted} node(s){spec}{_uncounted(kube.nodes, counted)}"
+                                          f"{not_counted}"))
     elif agent.desired_replicas is not None and len(ready) < agent.desired_replicas:
         # The autoscaler writes max(nodes ladder, cores ladder) into spec.replicas: agents the deployment asks
         # for but that do not run (a ReplicaSet that cannot create them) are missing whatever the ladder says.
         evidence.append(Evidence(SUBJECT, f"{len(ready)} Ready agent(s), fewer than the {agent.desired_replicas} "
-                                          "the deployment kube-system/konnectivity-agent asks for (spec.replicas)"))
+                                          "the deployment kube-system/konnectivity-agent asks for (spec.replicas)"
+                                          f"{not_counted}"))
     elif not ready and (agent.pods or agent.desired_replicas is not None):
-        evidence.append(Evidence(SUBJECT, "no Konnectivity agent is Ready: nothing carries the tunnel"))
+        evidence.append(Evidence(SUBJECT, f"no Konnectivity agent is Ready: nothing carries the tunnel{not_counted}"))
     if agent.ladder is None:
         unchecked["konnectivity-agent-autoscaler"] = agent.ladder_error or (
             "configmap kube-system/konnectivity-agent-autoscaler was not found: cannot tell how many agents the "
             "cluster should run")
     hosts = {p.node for p in ready if p.node}
-    # Only nodes an agent could run on count: a virtual-kubelet node (ACI virtual nodes) runs no agent pod.
-    if len(ready) >= 1 and len(hosts) == 1 and sum(1 for n in kube.nodes if not n.virtual) > 1:
+    # Only nodes an agent could run on count: Linux (the agent's nodeSelector), not a virtual-kubelet node (ACI
+    # virtual nodes run no agent pod), not cordoned. One such node and Windows/virtual/cordoned others is not
+    # a placement problem: the agents have nowhere else to go.
+    if len(ready) >= 1 and len(hosts) == 1 and sum(1 for n in kube.nodes if n.can_host_agent) > 1:
         only = next(iter(hosts))
         evidence.append(Evidence(SUBJECT, f"all {len(ready)} Ready agent(s) run on one node, {only}: losing that "
                                           "node cuts the tunnel for the whole cluster"))
@@ -108,7 +136,7 @@ def evaluate_agents(kube: KubeView, cluster_id: str, now: datetime) -> CauseResu
     if evidence:
         return CAUSE.result(
             Status.DETECTED, _summary(evidence, len(ready)), evidence=tuple(evidence),
-            remediation=_remediation(kube, cluster_id), subjects=(SUBJECT,),
+            remediation=_remediation(kube, cluster_id, now), subjects=(SUBJECT,),
             affected={SUBJECT: tuple(dict.fromkeys(affected)) or (cluster_id,)}, unchecked=unchecked)
     if unchecked:
         reason = next(iter(unchecked.values()))
@@ -118,8 +146,23 @@ def evaluate_agents(kube: KubeView, cluster_id: str, now: datetime) -> CauseResu
                                       f"{agent.window_minutes} minutes")
 
 
-def _pod_problems(pod: PodInfo, agent: AgentView, since: datetime) -> list[str]:
+def _uncounted(nodes: Sequence[KubeNode], counted: int) -> str:
+    """Why the ladder's node count is not the number of nodes listed, in the autoscaler's terms."""
+    if counted == len(nodes):
+        return ""
+    cordoned = sum(1 for n in nodes if n.unschedulable)
+    not_ready = len(nodes) - cordoned - counted
+    parts = ([f"{cordoned} cordoned"] if cordoned else []) + ([f"{not_ready} NotReady"] if not_ready > 0 else [])
+    return f" (of {len(nodes)} node(s), {' and '.join(parts)} not counted: cluster-proportional-autoscaler counts " \
+           "only schedulable nodes, not cordoned and from 1.10.1 also Ready, unless its ladder sets " \
+           "includeUnschedulableNodes)"
+
+
+def _pod_problems(pod: PodInfo, agent: AgentView, since: datetime, now: datetime) -> list[str]:
     problems: list[str] = []
+    if _stuck(pod, now):
+        problems.append(f"terminating since {pod.deleting_since or pod.deletion_due} (past its grace period, due "
+                        f"{pod.deletion_due}): being deleted, it carries no tunnel")
     if pod.phase == "Pending":
         problems.append("Pending" + (f" ({pod.conditions_message})" if pod.conditions_message else ""))
     elif pod.phase != "Running":
@@ -146,16 +189,29 @@ def _pod_problems(pod: PodInfo, agent: AgentView, since: datetime) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def _within(moment: str | None, since: datetime) -> bool:
+def _stuck(pod: PodInfo, now: datetime) -> bool:
+    """Still there after its deletion was due (metadata.deletionTimestamp is the end of its grace period); a
+    pod inside its grace period is an ordinary rollout or eviction, only not counted as available. A due time
+    that cannot be read counts as stuck: never hide it."""
+    due = _parse(pod.deletion_due)
+    return pod.terminating and (due is None or due <= now)
+
+
+def _parse(moment: str | None) -> datetime | None:
     if not moment:
-        return False
+        return None
     try:
         parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     except ValueError:
-        return True  # a restart we cannot date counts: never hide it
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed >= since
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _within(moment: str | None, since: datetime) -> bool:
+    if not moment:
+        return False
+    parsed = _parse(moment)
+    return parsed is None or parsed >= since  # a restart we cannot date counts: never hide it
 
 
 def _describe(pod: PodInfo, problems: list[str], node: KubeNode | None) -> str:
@@ -172,17 +228,22 @@ def _summary(evidence: list[Evidence], ready: int) -> str:
     return f"{len(evidence)} problem(s) with the Konnectivity agents ({ready} Ready): {evidence[0].detail}"
 
 
-def _remediation(kube: KubeView, cluster_id: str) -> tuple[str, ...]:
+def _remediation(kube: KubeView, cluster_id: str, now: datetime) -> tuple[str, ...]:
     agent = kube.agent
     steps = [
         "kubectl -n kube-system get pods -l app=konnectivity-agent -o wide",
         "kubectl top node",
     ]
-    sick = [p for p in agent.pods if not (p.phase == "Running" and p.ready) or p.restarts]
+    sick = [p for p in agent.pods if not (p.phase == "Running" and p.ready) or p.restarts or p.terminating]
     for pod in sick[:3]:
         steps.append(f"kubectl -n kube-system describe pod {pod.name}")
         if pod.restarts:
             steps.append(f"kubectl -n kube-system logs {pod.name} --previous")
+    for pod in [p for p in agent.pods if _stuck(p, now)][:3]:
+        where = f"node {pod.node}" if pod.node else "its node"
+        steps.append(f"{pod.name} is stuck Terminating: check that {where} is Ready and its kubelet runs "
+                     f"(kubectl get node {pod.node or '<node>'}); only when the node is gone or cannot finish the "
+                     f"deletion, remove it: kubectl -n kube-system delete pod {pod.name} --grace-period=0 --force")
     steps += [
         "kubectl -n kube-system rollout restart deployment konnectivity-agent",
         "kubectl -n kube-system rollout status deployment konnectivity-agent --timeout=5m",

@@ -9,6 +9,7 @@ message, so callers can say exactly why something is `unknown`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.kube.access import KeyFiles, KubeTarget
@@ -22,6 +23,7 @@ READ_TIMEOUT_S = 15.0
 LOG_READ_TIMEOUT_S = 40.0
 LOG_LIMIT_BYTES = 256
 POOL_LABELS = ("kubernetes.azure.com/agentpool", "agentpool")
+OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")  # the second is the pre-1.14 name, still on old nodes
 MALFORMED = 0  # KubeCallError.status for an HTTP answer the client could not read (not a transport failure)
 
 
@@ -143,8 +145,11 @@ def _node(item: Any) -> KubeNode:
     conditions = tuple(NodeCondition(c.type, c.status, c.reason or "", c.message or "")
                        for c in ((status.conditions or ()) if status else ()))
     pool = next((labels[k] for k in POOL_LABELS if labels.get(k)), "")
+    os_name = next((labels[k] for k in OS_LABELS if labels.get(k)), "linux")  # no label: linux (the default OS)
+    spec = item.spec
     return KubeNode(name=item.metadata.name, pool=pool, internal_ip=internal, conditions=conditions,
-                    virtual=labels.get("type") == "virtual-kubelet")
+                    virtual=labels.get("type") == "virtual-kubelet", os=str(os_name).strip().lower(),
+                    unschedulable=bool(spec.unschedulable) if spec is not None else False)
 
 
 def _pod(item: Any) -> PodInfo:
@@ -156,10 +161,15 @@ def _pod(item: Any) -> PodInfo:
     unscheduled = next((c.message or c.reason or "" for c in conditions
                         if c.type == "PodScheduled" and c.status != "True"), "")
     containers = tuple(_container(c) for c in ((status.container_statuses or ()) if status else ()))
+    due = meta.deletion_timestamp if meta else None
+    grace = meta.deletion_grace_period_seconds if meta else None
+    since = due - timedelta(seconds=int(grace)) if due is not None and grace else due
     return PodInfo(name=meta.name, namespace=meta.namespace or "", node=spec.node_name if spec else None,
                    phase=(status.phase if status else None) or "Unknown", ready=ready, containers=containers,
                    owner_kind=owner.kind if owner else "", owner_name=owner.name if owner else "",
-                   conditions_message=unscheduled)
+                   conditions_message=unscheduled,
+                   deletion_due=due.isoformat() if due is not None else None,
+                   deleting_since=since.isoformat() if since is not None else None)
 
 
 def _container(c: Any) -> ContainerState:
@@ -175,11 +185,23 @@ def _container(c: Any) -> ContainerState:
 
 
 def _event(item: Any) -> KubeEvent:
-    involved = item.involved_object
-    moment = item.last_timestamp or item.event_time or (item.metadata.creation_timestamp if item.metadata else None)
+    """A core/v1 Event, old style (count, firstTimestamp, lastTimestamp) or events.k8s.io style (eventTime is the
+    first occurrence; repeats go to series.count and series.lastObservedTime, the deprecated fields stay empty):
+    its latest occurrence is the latest of the four times, its count the larger of the two counts."""
+    involved, series = item.involved_object, item.series
+    moments = [m for m in (item.last_timestamp, series.last_observed_time if series is not None else None,
+                           item.event_time, item.first_timestamp) if isinstance(m, datetime)]
+    moment = max(moments, key=_aware) if moments else \
+        (item.metadata.creation_timestamp if item.metadata else None)
+    count = max(int(item.count or 0), int(series.count or 0) if series is not None else 0, 1)
     return KubeEvent(object_kind=involved.kind or "", object_name=involved.name or "", reason=item.reason or "",
-                     message=item.message or "", type=item.type or "", count=int(item.count or 1),
+                     message=item.message or "", type=item.type or "", count=count,
                      last_seen=moment.isoformat() if moment is not None else "")
+
+
+def _aware(moment: datetime) -> datetime:
+    """Times the API gives without an offset are UTC (RFC 3339 `Z`): comparable with the ones that carry it."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _transport_message(exc: Exception) -> str:

@@ -156,9 +156,11 @@ def _agent_view(api: KubeClient, system_pods: Sequence[PodInfo] = ()) -> AgentVi
     names = {p.name for p in pods}
     events = tuple(e for e in api.list_events(NAMESPACE)
                    if e.object_name in names or e.object_name.startswith(AGENT_DEPLOYMENT))
-    ladder, ladder_error = parse_ladder(api.read_configmap(NAMESPACE, AUTOSCALER_CONFIGMAP))
+    configmap = api.read_configmap(NAMESPACE, AUTOSCALER_CONFIGMAP)
+    ladder, ladder_error = parse_ladder(configmap)
     return AgentView(pods=pods, events=events, ladder=ladder, ladder_error=ladder_error,
-                     desired_replicas=api.deployment_replicas(NAMESPACE, AGENT_DEPLOYMENT))
+                     desired_replicas=api.deployment_replicas(NAMESPACE, AGENT_DEPLOYMENT),
+                     include_unschedulable=include_unschedulable(configmap))
 
 
 # The agent deployment's ReplicaSets are `konnectivity-agent-<pod-template-hash>`; the autoscaler's own
@@ -179,7 +181,7 @@ def parse_ladder(data: dict[str, str] | None) -> tuple[tuple[tuple[int, int], ..
     strings are read: the intent is plain)."""
     if data is None:
         return None, None
-    raw = data.get("ladder") or next((v for v in data.values() if "nodestoreplicas" in v.lower()), None)
+    raw = _ladder_json(data)
     if raw is None:
         return None, f"configmap {AUTOSCALER_CONFIGMAP} has no ladder"
     bad = f"configmap {AUTOSCALER_CONFIGMAP}: nodesToReplicas is not a JSON list of [nodes, replicas]"
@@ -189,7 +191,11 @@ def parse_ladder(data: dict[str, str] | None) -> tuple[tuple[tuple[int, int], ..
         return None, bad
     if not isinstance(params, dict):
         return None, bad
-    steps = next((v for k, v in params.items() if str(k).lower() == "nodestoreplicas"), None)
+    flag = _param(params, "includeUnschedulableNodes")
+    if flag is not None and not isinstance(flag, bool):  # Go's encoding/json refuses it, and so the whole ladder
+        return None, f"configmap {AUTOSCALER_CONFIGMAP}: includeUnschedulableNodes is {json.dumps(flag)}, not true " \
+                     "or false (the autoscaler refuses the whole ladder)"
+    steps = _param(params, "nodesToReplicas")
     if steps is None:
         return (), None
     if not isinstance(steps, list):
@@ -204,6 +210,27 @@ def parse_ladder(data: dict[str, str] | None) -> tuple[tuple[tuple[int, int], ..
                          "(the autoscaler refuses the whole ladder)"
         ladder.append((pair[0], pair[1]))
     return tuple(sorted(ladder)), None
+
+
+def include_unschedulable(data: dict[str, str] | None) -> bool:
+    """The ladder's `includeUnschedulableNodes` (cluster-proportional-autoscaler 1.9 and later): true, the
+    autoscaler counts every node; absent or false (its default), only schedulable ones. Anything else is
+    refused with the ladder by `parse_ladder`."""
+    raw = _ladder_json(data) if data is not None else None
+    try:
+        params = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return False
+    return isinstance(params, dict) and _param(params, "includeUnschedulableNodes") is True
+
+
+def _ladder_json(data: dict[str, str]) -> str | None:
+    return data.get("ladder") or next((v for v in data.values() if "nodestoreplicas" in v.lower()), None)
+
+
+def _param(params: dict[str, Any], name: str) -> Any:
+    """A ladder field, its name matched case-insensitively as Go's encoding/json matches it."""
+    return next((v for k, v in params.items() if str(k).lower() == name.lower()), None)
 
 
 def _whole(value: object) -> int | None:

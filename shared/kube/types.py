@@ -37,10 +37,18 @@ class KubeNode:
     internal_ip: str | None
     conditions: tuple[NodeCondition, ...] = ()
     virtual: bool = False  # a virtual-kubelet node (ACI virtual nodes): no kubelet behind a tunnel
+    os: str = "linux"  # label `kubernetes.io/os` (else `beta.kubernetes.io/os`); a node without either is linux
+    unschedulable: bool = False  # spec.unschedulable: cordoned (`kubectl cordon`, or drained by an upgrade)
 
     @property
     def ready(self) -> bool:
         return any(c.type == "Ready" and c.status == "True" for c in self.conditions)
+
+    @property
+    def can_host_agent(self) -> bool:
+        """A node the Konnectivity agent can be scheduled on: its nodeSelector is `kubernetes.io/os: linux`,
+        a virtual-kubelet node runs no agent pod, and a cordoned node takes no new pod."""
+        return self.os == "linux" and not self.virtual and not self.unschedulable
 
     def problems(self) -> tuple[NodeCondition, ...]:
         """Conditions worth showing next to a sick agent: not Ready, or any pressure/network condition True."""
@@ -70,6 +78,15 @@ class PodInfo:
     owner_kind: str = ""  # ReplicaSet | DaemonSet | ...
     owner_name: str = ""
     conditions_message: str = ""  # e.g. PodScheduled=False message ("0/3 nodes are available: ...")
+    # Set while the pod is being deleted (Terminating): metadata.deletionTimestamp, ISO 8601, is when the grace
+    # period ends; `deleting_since` is when the deletion was asked (that minus deletionGracePeriodSeconds).
+    # The pod keeps its Ready condition until its containers stop, but it is going away: it serves nothing.
+    deletion_due: str | None = None
+    deleting_since: str | None = None
+
+    @property
+    def terminating(self) -> bool:
+        return self.deletion_due is not None
 
     @property
     def restarts(self) -> int:
@@ -84,7 +101,10 @@ class KubeEvent:
     message: str
     type: str  # Normal | Warning
     count: int
-    last_seen: str  # ISO 8601 UTC ("" when the API gave none)
+    # ISO 8601 UTC ("" when the API gave none): the latest of lastTimestamp, series.lastObservedTime, eventTime
+    # and firstTimestamp (events.k8s.io-style events leave the deprecated lastTimestamp empty and carry their
+    # latest occurrence only in the series).
+    last_seen: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,8 @@ class AgentView:
     `ladder` is the `nodesToReplicas` list of configmap `konnectivity-agent-autoscaler` (None: the
     configmap does not exist or has no ladder; `ladder_error` says why it could not be used).
     `desired_replicas` is the deployment's spec.replicas (None: no deployment).
+    `include_unschedulable` is the ladder's `includeUnschedulableNodes` (cluster-proportional-autoscaler
+    >= 1.9): true counts every node, false (the default) only schedulable ones.
     """
 
     pods: tuple[PodInfo, ...]
@@ -102,6 +124,7 @@ class AgentView:
     desired_replicas: int | None
     ladder_error: str | None = None
     window_minutes: int = 60
+    include_unschedulable: bool = False
 
 
 @dataclass(frozen=True)
