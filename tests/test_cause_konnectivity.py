@@ -151,7 +151,12 @@ def test_not_applicable_and_unknown_paths() -> None:
     assert vnet.status is Status.NOT_APPLICABLE
     assert "VNet Integration" in vnet.summary
     none = view((), desired=None)
-    assert run_cause(cause_, snapshot(tunnel="unknown", kube=none)).status is Status.NOT_APPLICABLE
+    # No agent, no older tunnel's pod, no probe: a Konnectivity cluster that lost every agent looks the same.
+    lost = run_cause(cause_, snapshot(tunnel="unknown", kube=none))
+    assert lost.status is Status.UNKNOWN
+    assert "lost every agent" in (lost.reason or "")
+    older = replace(none, agent=replace(none.agent, other_tunnel="tunnel-front"))
+    assert run_cause(cause_, snapshot(tunnel="unknown", kube=older)).status is Status.NOT_APPLICABLE
     # A Konnectivity cluster (probes saw the agent container) without the deployment: detected, not n/a.
     assert run_cause(cause_, snapshot(tunnel="konnectivity", kube=none)).status is Status.DETECTED
     unread = run_cause(cause_, snapshot(kube=Unavailable("Kubernetes RBAC forbids the monitor's identity")))

@@ -269,6 +269,15 @@ def pods_json(cluster: ClusterSpec, now: datetime) -> list[Json]:
             pods.append(_pod(cluster, name, {"k8s-app": ds, "component": ds}, ("DaemonSet", ds, "apps/v1"),
                              node=node.name, phase="Running", ready=True,
                              containers=[_container_status(ds, image, ready=True, started=started)], now=now))
+    older = {"tunnel-front": ("tunnelfront", "tunnel-front"), "aks-link": ("aks-link", "openvpn-client")}
+    nodes = running_nodes(cluster)
+    if cluster.tunnel in older and not tunnel_bypassed(cluster) and nodes:  # AKS ran them as one-replica deployments
+        deployment, container = older[cluster.tunnel]
+        replica_set = f"{deployment}-{_suffix(cluster.id, deployment, size=9)}"
+        image = f"mcr.microsoft.com/aks/hcp/{deployment}:v1"
+        pods.append(_pod(cluster, f"{replica_set}-{_suffix(cluster.id, replica_set)}", {"component": "tunnel"},
+                         ("ReplicaSet", replica_set, "apps/v1"), node=nodes[0].name, phase="Running", ready=True,
+                         containers=[_container_status(container, image, ready=True, started=started)], now=now))
     image = "mcr.microsoft.com/oss/kubernetes/apiserver-network-proxy/agent:v0.30.3-hotfix.20240819"
     for agent in agent_pods(cluster, now):
         containers = [_container_status(AGENT, image, ready=agent.ready, restarts=agent.restarts,

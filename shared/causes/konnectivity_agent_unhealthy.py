@@ -36,12 +36,21 @@ def _not_applicable(snapshot: ClusterSnapshot) -> str | None:
     if no_tunnel:
         return f"{no_tunnel}: no Konnectivity agents"
     kube = snapshot.kube
-    if isinstance(kube, KubeView) and kube.agent.desired_replicas is None and not kube.agent.pods \
-            and snapshot.tunnel != "konnectivity":
-        return ("no Konnectivity agent runs on this cluster (no deployment kube-system/konnectivity-agent and no "
-                "app=konnectivity-agent pods): it does not use Konnectivity (API server VNet integration or an "
-                "older tunnel)")
+    if isinstance(kube, KubeView) and _no_agent_at_all(kube) and kube.agent.other_tunnel:
+        return (f"the cluster runs the older {kube.agent.other_tunnel} tunnel (its pod is in kube-system) and no "
+                "Konnectivity agent")
     return None
+
+
+def _no_agent_at_all(kube: KubeView) -> bool:
+    return kube.agent.desired_replicas is None and not kube.agent.pods
+
+
+# Neither an agent nor an older tunnel's pod, and no probe saw which tunnel the nodes run: either a cluster on
+# a tunnel the monitor does not see, or a Konnectivity cluster whose agents are all gone. Not clear, not n/a.
+NO_TUNNEL_SEEN = ("no Konnectivity agent (no deployment kube-system/konnectivity-agent, no agent pod) and no "
+                  "tunnelfront or aks-link pod in kube-system, and no node probe saw the tunnel component: a "
+                  "Konnectivity cluster that lost every agent reads the same as a cluster on a tunnel not seen here")
 
 
 def expected_replicas(ladder: tuple[tuple[int, int], ...], nodes: int) -> int:
@@ -75,6 +84,8 @@ def _evaluate(snapshot: ClusterSnapshot) -> CauseResult:
         return CAUSE.unknown("the Kubernetes API was not read in this run")
     if isinstance(kube, Unavailable):
         return CAUSE.unknown(kube.reason)
+    if _no_agent_at_all(kube) and snapshot.tunnel != "konnectivity":
+        return CAUSE.unknown(NO_TUNNEL_SEEN)
     return evaluate_agents(kube, snapshot.id, datetime.now(UTC))
 
 

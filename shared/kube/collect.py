@@ -160,7 +160,16 @@ def _agent_view(api: KubeClient, system_pods: Sequence[PodInfo] = ()) -> AgentVi
     ladder, ladder_error = parse_ladder(configmap)
     return AgentView(pods=pods, events=events, ladder=ladder, ladder_error=ladder_error,
                      desired_replicas=api.deployment_replicas(NAMESPACE, AGENT_DEPLOYMENT),
-                     include_unschedulable=include_unschedulable(configmap))
+                     include_unschedulable=include_unschedulable(configmap), other_tunnel=other_tunnel(system_pods))
+
+
+# The older tunnels' pods in kube-system (AKS ran them as deployments `tunnelfront` and `aks-link`).
+OLDER_TUNNEL_PODS = (("tunnelfront-", "tunnel-front"), ("aks-link-", "aks-link"))
+
+
+def other_tunnel(pods: Sequence[PodInfo]) -> str | None:
+    """The older tunnel a pod in kube-system belongs to, if any."""
+    return next((tunnel for p in pods for prefix, tunnel in OLDER_TUNNEL_PODS if p.name.startswith(prefix)), None)
 
 
 # The agent deployment's ReplicaSets are `konnectivity-agent-<pod-template-hash>`; the autoscaler's own

@@ -125,6 +125,9 @@ class AgentView:
     ladder_error: str | None = None
     window_minutes: int = 60
     include_unschedulable: bool = False
+    # A pod of an older tunnel in kube-system (tunnelfront-*, aks-link-*): "tunnel-front" | "aks-link" | None.
+    # With no agent at all it tells a cluster on an older tunnel from a Konnectivity cluster that lost its agents.
+    other_tunnel: str | None = None
 
 
 @dataclass(frozen=True)
