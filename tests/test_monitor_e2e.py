@@ -16,14 +16,13 @@ import pytest
 from devtools.emulator.arm import Emulator
 from shared.functions import context
 from shared.monitor.cycle import FleetMember, Monitor
-from shared.notify.generic import verify
 from shared.settings import Settings
 from shared.store.findings import list_findings
 from tests.azurite import isolated_store
 from tests.emulator_fixtures import DEMO_SCENARIO, emulator_fixture  # noqa: F401 (fixture)
 from tests.https_receiver import HttpsReceiver
+from tests.webhook_world import signed_alerts, webhook_env
 
-SECRET = "test-secret"
 FAMILIES = ("nsg", "snat")  # control-plane families: no node probes needed for the lifecycle
 
 
@@ -32,12 +31,7 @@ def world(emulator: Callable[..., Emulator], azurite_connection: str, tmp_path: 
           monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     emu = emulator(DEMO_SCENARIO)
     with HttpsReceiver() as receiver, isolated_store(azurite_connection, channels=("webhook",)) as store:
-        bundle = tmp_path / "ca.pem"
-        bundle.write_text(Path(emu.ca_bundle).read_text() + Path(receiver.ca_path).read_text())
-        env = {**emu.env(), "REQUESTS_CA_BUNDLE": str(bundle), "SSL_CERT_FILE": str(bundle),
-               "NODE_PROBES": "off", "AzureWebJobsStorage": azurite_connection,
-               "ALERT_WEBHOOK_URL": receiver.url("/alerts"), "ALERT_WEBHOOK_SECRET": SECRET,
-               "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}
+        env = webhook_env(emu, receiver, azurite_connection, tmp_path)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         clock = {"now": datetime.now(UTC)}
@@ -50,11 +44,7 @@ def world(emulator: Callable[..., Emulator], azurite_connection: str, tmp_path: 
 
 
 def alerts(receiver: HttpsReceiver) -> list[dict[str, Any]]:
-    out = []
-    for request in receiver.requests:
-        assert verify(SECRET, request.headers, request.body, now=datetime.now(UTC))
-        out.append(json.loads(request.body))
-    return out
+    return signed_alerts(receiver)
 
 
 def cluster_id(emu: Emulator, name: str) -> str:

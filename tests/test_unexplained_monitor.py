@@ -6,9 +6,7 @@ tunnel that a cause owned by another timer explains (an NSG rule on 10250) opens
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +15,14 @@ import pytest
 from devtools.emulator.arm import Emulator
 from shared.model import UNEXPLAINED_ID
 from shared.monitor.cycle import Monitor
-from shared.notify.generic import verify
 from shared.settings import Settings
 from shared.store.findings import list_findings
 from tests.azurite import isolated_store
 from tests.emulator_fixtures import emulator_fixture  # noqa: F401 (fixture)
 from tests.https_receiver import HttpsReceiver
 from tests.kube_scenarios import cluster, fleet, node_names
+from tests.webhook_world import signed_alerts, webhook_env
 
-SECRET = "test-secret"
 DROP_10250 = ["-A INPUT -p tcp -m tcp --dport 10250 -j DROP"]
 DENY_KUBELET = {"name": "deny-kubelet", "priority": 200, "direction": "Inbound", "access": "Deny",
                 "protocol": "Tcp", "sourceAddressPrefix": "VirtualNetwork", "sourcePortRange": "*",
@@ -49,24 +46,11 @@ def world(emulator: Callable[..., Emulator], azurite_connection: str, tmp_path: 
             {"index": 1, "iptables": DROP_10250}]}]),  # same timeout, no NSG rule, probes off: unexplained
     ))
     with HttpsReceiver() as receiver, isolated_store(azurite_connection, channels=("webhook",)) as store:
-        bundle = tmp_path / "ca.pem"
-        bundle.write_text(Path(emu.ca_bundle).read_text() + Path(receiver.ca_path).read_text())
-        env = {**emu.env(), "REQUESTS_CA_BUNDLE": str(bundle), "SSL_CERT_FILE": str(bundle),
-               "NODE_PROBES": "off", "AzureWebJobsStorage": azurite_connection,
-               "ALERT_WEBHOOK_URL": receiver.url("/alerts"), "ALERT_WEBHOOK_SECRET": SECRET,
-               "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}
+        env = webhook_env(emu, receiver, azurite_connection, tmp_path)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         yield {"emu": emu, "receiver": receiver, "store": store,
                "monitor": Monitor(Settings.from_env(env), store, env=env)}
-
-
-def alerts(receiver: HttpsReceiver) -> list[dict[str, Any]]:
-    out = []
-    for request in receiver.requests:
-        assert verify(SECRET, request.headers, request.body, now=datetime.now(UTC))
-        out.append(json.loads(request.body))
-    return out
 
 
 def unexplained(store: Any) -> dict[str, tuple[str, ...]]:
@@ -83,7 +67,7 @@ def test_unexplained_broken_tunnel_opens_one_finding_alerts_once_and_resolves(wo
     first = monitor.run_cycle(("probe",))
     assert not first.errors, first.errors
     assert unexplained(store) == {"aks-odd": (odd,), "aks-drop": (drop,)}
-    sent = [a for a in alerts(receiver) if a["cause"]["id"] == UNEXPLAINED_ID]
+    sent = [a for a in signed_alerts(receiver) if a["cause"]["id"] == UNEXPLAINED_ID]
     assert sorted((a["event"], a["cluster"]["name"]) for a in sent) == [
         ("detected", "aks-drop"), ("detected", "aks-odd")]
     assert all("no documented cause explains it" in a["summary"] for a in sent)
@@ -100,7 +84,7 @@ def test_unexplained_broken_tunnel_opens_one_finding_alerts_once_and_resolves(wo
     third = monitor.run_cycle(("probe",))
     assert not third.errors, third.errors
     assert set(unexplained(store)) == {"aks-drop"}
-    resolved = [a for a in alerts(receiver)[before:] if a["event"] == "resolved"]
+    resolved = [a for a in signed_alerts(receiver)[before:] if a["event"] == "resolved"]
     assert [(a["cause"]["id"], a["cluster"]["name"]) for a in resolved] == [(UNEXPLAINED_ID, "aks-odd")]
 
 
