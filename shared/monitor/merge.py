@@ -50,6 +50,10 @@ def _checked_at(report: Mapping[str, Any]) -> str:
     return str(report.get("checkedAt") or "")
 
 
+def _first_two(item: tuple[str, int, Mapping[str, Any]]) -> tuple[str, int]:
+    return item[0], item[1]  # the check time, then the input order (a stable sort by time alone)
+
+
 def _status(value: Any) -> Status:
     found = _STATUS_BY_VALUE.get(value) if isinstance(value, str) else None
     return found if found is not None else Status(value)  # anything else raises as Status() always did
@@ -61,15 +65,15 @@ def merge_reports(reports: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _merge(reports: Iterable[Mapping[str, Any]], table: _Table) -> dict[str, Any]:
-    rows = sorted(reports, key=_checked_at)
-    if not rows:
+    stamped = sorted(((_checked_at(r), n, r) for n, r in enumerate(reports)), key=_first_two)
+    if not stamped:
         raise ValueError("merge_reports needs at least one report")
+    rows = [r for _, _, r in stamped]
     newest = rows[-1]
     owners = table.owners
     latest: dict[str, tuple[str, Mapping[str, Any]]] = {}
     families: dict[str, str] = {}
-    for row in rows:  # oldest first: a later check of the same cause replaces an earlier one
-        at = _checked_at(row)
+    for at, _, row in stamped:  # oldest first: a later check of the same cause replaces an earlier one
         family = row.get("family")
         if family:
             families[str(family)] = at
@@ -110,7 +114,7 @@ def _merge(reports: Iterable[Mapping[str, Any]], table: _Table) -> dict[str, Any
         "cluster": cluster,
         "checkedAt": newest.get("checkedAt"),
         # Same rule as a single report: a degraded symptom is a problem even when no cause explains it.
-        "verdict": str(report_verdict((_status(c["status"]) for c in causes), symptom)),
+        "verdict": str(report_verdict([_status(c["status"]) for c in causes], symptom)),
         "causes": causes,
         "symptom": symptom,
     }
