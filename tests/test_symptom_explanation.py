@@ -170,3 +170,12 @@ def test_an_open_findings_nodes_are_always_asked_whatever_the_rotating_sample() 
     assert "aks-pool-4" not in sampled
     forced = choose_nodes(cluster_nodes, KubeOptions(per_pool=2, rotation=0, must_check=frozenset({"AKS-POOL-4"})))
     assert {n.name for n in forced} == sampled | {"aks-pool-4"}
+
+
+def test_a_cause_that_could_not_be_checked_is_named_as_not_ruled_out() -> None:
+    unknown = CauseResult(CauseId.EGRESS, Status.UNKNOWN, "t", "s", reason="node probes are off (NODE_PROBES=off)")
+    found = explain_symptom(snapshot(symptom=symptom(a=NO_AGENT)), [unknown, clear(CauseId.UFW)])
+    assert found is not None
+    assert found.status is Status.DETECTED  # still alerts: the tunnel is broken for users
+    assert "not ruled out: egress-tunnel-port-blocked (node probes are off (NODE_PROBES=off))" in found.summary
+    assert "ufw" not in found.summary  # a kubelet-path cause says nothing about no-agent

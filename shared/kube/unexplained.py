@@ -145,6 +145,12 @@ def explain_symptom(snapshot: ClusterSnapshot, results: Sequence[CauseResult],
     if explained_by:
         others = "; ".join(f"{node} by {', '.join(causes)}" for node, causes in explained_by.items())
         summary += f" Explained: {others}."
+    # The causes that could have explained these nodes but could not be checked: it still alerts (the tunnel
+    # is broken for users), and says where to look first.
+    could = {c for n in unexplained for c in EXPLAINERS_OF[n.result]}
+    unchecked = [f"{r.id} ({r.reason})" for r in results if str(r.id) in could and r.status is Status.UNKNOWN]
+    if unchecked:
+        summary += f" Not checked in this run, so not ruled out: {'; '.join(unchecked)}."
     return SymptomExplanation(Status.DETECTED, summary, unexplained=tuple(unexplained), explained_by=explained_by,
                               unsure=unsure)
 
