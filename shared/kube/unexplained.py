@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.kube.types import BROKEN, NO_AGENT, OK, PLAIN_HTTP, REFUSED, TIMEOUT, NodeSymptom
+from shared.kube.types import BROKEN, NO_AGENT, OK, PLAIN_HTTP, REFUSED, TIMEOUT, KubeView, NodeSymptom
 from shared.model import UNEXPLAINED_ID, CauseId, CauseResult, Evidence, Status
 from shared.snapshot import ClusterSnapshot, NodeProbe, Unavailable
 
@@ -85,6 +85,9 @@ class SymptomExplanation:
     unexplained: tuple[NodeSymptom, ...] = ()
     explained_by: Mapping[str, tuple[str, ...]] | None = None  # node -> cause ids
     unsure: Mapping[str, str] | None = None  # node -> "result: detail"
+    # Nodes the API's node list has that this run did not ask (outside the sample, NotReady): they change no
+    # verdict, but a finding that lists one (or whose node list was cut) is not resolved by this run.
+    unasked: Mapping[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The report's `symptom.explanation` (an addition: consumers ignore fields they do not know)."""
@@ -94,7 +97,7 @@ class SymptomExplanation:
 
     def to_result(self, cluster_id: str) -> CauseResult:
         """The finding's result for the lifecycle: subject the cluster, affected the unexplained nodes."""
-        unchecked = dict(self.unsure or {})
+        unchecked = {**(self.unasked or {}), **(self.unsure or {})}
         if self.status is Status.DETECTED:
             names = tuple(n.node for n in self.unexplained)
             return CauseResult(
@@ -115,17 +118,21 @@ def explain_symptom(snapshot: ClusterSnapshot, results: Sequence[CauseResult],
     if isinstance(symptom, Unavailable):
         return SymptomExplanation(Status.UNKNOWN, f"Could not be checked: {symptom.reason}", symptom.reason)
     unsure = {n.node: f"{n.result}: {n.detail}" for n in symptom if n.result != OK and n.result not in BROKEN}
+    unasked = _unasked(snapshot, symptom)
     broken = [n for n in symptom if n.result in BROKEN]
     if not broken:
         if unsure or not symptom:
             reason = "; ".join(f"{k}: {v}" for k, v in unsure.items()) or "no node was checked"
-            return SymptomExplanation(Status.UNKNOWN, f"Could not be checked: {reason}", reason, unsure=unsure)
+            return SymptomExplanation(Status.UNKNOWN, f"Could not be checked: {reason}", reason, unsure=unsure,
+                                      unasked=unasked)
         return SymptomExplanation(Status.CLEAR, f"The tunnel reached the kubelet of all {len(symptom)} checked "
-                                  "node(s).", unsure=unsure)
+                                  "node(s).", unsure=unsure, unasked=unasked)
     unprobed = _unprobed(snapshot)
     explainers = [Explainer.from_result(r, unprobed) for r in results
                   if r.status is Status.DETECTED and r.id != UNEXPLAINED_ID]
-    evaluated = {str(r.id) for r in results}  # a cause this run evaluated speaks for itself, stale findings not
+    # A cause this run evaluated speaks for itself (a stale open finding does not), unless it could not be
+    # evaluated (`unknown`: an NSG that could not be read, probes that failed): then its open finding stands.
+    evaluated = {str(r.id) for r in results if r.status is not Status.UNKNOWN}
     explainers += [e for e in also if e.cause not in evaluated]
     explained_by: dict[str, tuple[str, ...]] = {}
     unexplained: list[NodeSymptom] = []
@@ -139,7 +146,7 @@ def explain_symptom(snapshot: ClusterSnapshot, results: Sequence[CauseResult],
     if not unexplained:
         why = "; ".join(f"{node}: {', '.join(causes)}" for node, causes in explained_by.items())
         return SymptomExplanation(Status.CLEAR, f"The broken tunnel is explained by detected causes ({why}).",
-                                  explained_by=explained_by, unsure=unsure)
+                                  explained_by=explained_by, unsure=unsure, unasked=unasked)
     names = ", ".join(f"{n.node} ({n.result})" for n in unexplained)
     summary = f"The tunnel is broken to {len(unexplained)} node(s): {names}, and no documented cause explains it."
     if explained_by:
@@ -152,7 +159,7 @@ def explain_symptom(snapshot: ClusterSnapshot, results: Sequence[CauseResult],
     if unchecked:
         summary += f" Not checked in this run, so not ruled out: {'; '.join(unchecked)}."
     return SymptomExplanation(Status.DETECTED, summary, unexplained=tuple(unexplained), explained_by=explained_by,
-                              unsure=unsure)
+                              unsure=unsure, unasked=unasked)
 
 
 def _remediation(nodes: Sequence[NodeSymptom]) -> tuple[str, ...]:
@@ -168,6 +175,17 @@ def _remediation(nodes: Sequence[NodeSymptom]) -> tuple[str, ...]:
         steps.append("Find what listens on TCP 10250 on these nodes instead of the kubelet (for example "
                      "`ss -ltnp 'sport = :10250'` through `az vmss run-command invoke`)")
     return tuple(steps)
+
+
+def _unasked(snapshot: ClusterSnapshot, symptom: Sequence[NodeSymptom]) -> dict[str, str]:
+    """Nodes the API's node list has (read in this run) that were not asked: a NotReady node (its kubelet
+    does not answer whatever the tunnel does) or one outside the rotating sample. A node the list no longer
+    has (scaled down, deleted) is not here: nothing is left to be broken, so it does not pin a finding open."""
+    if not isinstance(snapshot.kube, KubeView):
+        return {}
+    seen = _folded(n.node for n in symptom)
+    return {n.name: "not asked in this run: " + ("the node is NotReady" if not n.ready else "outside the sample")
+            for n in snapshot.kube.nodes if not n.virtual and n.name.strip().lower() not in seen}
 
 
 def _unprobed(snapshot: ClusterSnapshot) -> frozenset[str]:

@@ -179,7 +179,7 @@ class Monitor:
         options = ProbeOptions(self.settings.node_probes, self.settings.probe_sample_per_pool, deadline, ledger,
                                _must_check(open_findings), kube_mode=self.settings.node_probes)
         result = assess(collector, cluster, families, options, activity=activity,
-                        explainers=_explainers(open_findings, owned))
+                        explainers=_explainers(open_findings))
         record_snat_sample(self.store, result.snapshot, checked_at, families=families)  # fleet page; never raises
         report = family_report(result.snapshot, result.results, checked_at, families, result.explanation)
         # The symptom's own finding rides with the family that reads it (None: not read, left untouched).
@@ -266,9 +266,11 @@ def _must_check(open_findings: Sequence[Finding]) -> frozenset[str]:
     return frozenset(name for f in open_findings if f.cause in node_causes for name in (f.subject, *f.affected))
 
 
-def _explainers(open_findings: Sequence[Finding], owned: set[str]) -> list[Explainer]:
-    """Causes other families found (open findings) that may explain a broken symptom."""
-    return [Explainer.from_finding(f.cause, f.affected) for f in open_findings if f.cause not in owned]
+def _explainers(open_findings: Sequence[Finding]) -> list[Explainer]:
+    """Causes found before (open findings) that may explain a broken symptom: other families' causes, and
+    this family's own, which count only when this run could not evaluate them (`explain_symptom` lets a
+    cause this run evaluated speak for itself)."""
+    return [Explainer.from_finding(f.cause, f.affected) for f in open_findings if f.cause != UNEXPLAINED_ID]
 
 
 def _cluster_ref(snapshot: ClusterSnapshot) -> ClusterRef:
