@@ -209,3 +209,20 @@ def test_a_finding_whose_node_list_was_cut_is_resolved_only_by_a_run_that_asked_
                                         **all_probed()), [])
     assert everyone is not None
     assert len(reconcile(store, REF, [everyone.to_result(CLUSTER_ID)], T0 + timedelta(hours=2)).resolved) == 1
+
+
+@pytest.mark.azurite
+def test_a_poison_message_for_the_probe_family_keeps_an_open_finding_open_and_says_why(store: Store) -> None:
+    from shared.monitor.cycle import Monitor
+    from shared.settings import Settings
+
+    opened_on(store, C)
+    env = {"AzureWebJobsStorage": "unused", "NODE_PROBES": "sample"}
+    monitor = Monitor(Settings.from_env(env), store, env=env, now=lambda: T0 + timedelta(hours=1))
+    monitor.record_failure(CLUSTER_ID, ("probe",), "the check failed: RuntimeError: boom")
+    (kept,) = open_unexplained(store)
+    assert kept.last_check_status == str(Status.UNKNOWN)
+    assert "boom" in (kept.last_check_reason or "")
+    monitor.record_failure(CLUSTER_ID, ("nsg",), "nsg check failed")  # not the symptom's family: untouched
+    (kept,) = open_unexplained(store)
+    assert "boom" in (kept.last_check_reason or "")
