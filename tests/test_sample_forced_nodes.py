@@ -52,7 +52,9 @@ def test_an_open_findings_node_is_probed_and_asked_whatever_the_sample(world: di
     forced = outside_this_rotation(names)
     (message,) = plan_cycle(monitor, "probe").messages
     rule = f"ufw: DENY IN 10250/tcp on {forced}"
-    seeded = CauseResult(CauseId.UFW, Status.DETECTED, "ufw", "seeded", subjects=(rule,), affected={rule: (forced,)})
+    # Stored in another case than the scale set's computer name: the match must not depend on it.
+    seeded = CauseResult(CauseId.UFW, Status.DETECTED, "ufw", "seeded", subjects=(rule,),
+                         affected={rule: (forced.upper(),)})
     ref = ClusterRef(id=message.cluster_id, name="aks-big", subscription_id=message.subscription_id)
     reconcile(store, ref, [seeded], datetime.now(UTC))
 

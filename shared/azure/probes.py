@@ -128,7 +128,8 @@ class Prober:
             return replace(snapshot, probes_mode="off")
         turn = int(time.time() // 1800) if rotation is None else rotation
         first = choose_nodes(snapshot, mode, per_pool, turn)
-        first += [n for n in snapshot.nodes if n.name in must_probe and n not in first and n.running]
+        forced = {name.lower() for name in must_probe}  # findings store Kubernetes node names; case may differ
+        first += [n for n in snapshot.nodes if n.name.lower() in forced and n not in first and n.running]
         all_ips = [n.private_ip for n in snapshot.nodes if n.running and n.private_ip]
         plans = plan_targets(first, all_ips, [n for n in snapshot.nodes if n.running and n.private_ip])
         results = self._run_all(snapshot, plans, progress)
