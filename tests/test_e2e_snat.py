@@ -20,6 +20,7 @@ from devtools.emulator.arm import Emulator
 from shared.azure.clients import ArmClients
 from shared.diagnose import diagnose
 from shared.settings import Settings
+from tests import snat_metrics
 from tests.emulator_fixtures import emulator_fixture  # noqa: F401 (fixture)
 
 SUB = "5d2e8f10-4a6b-4c3d-9e8f-0a1b2c3d4e5f"
@@ -28,27 +29,10 @@ NODE_IPS = [f"10.30.0.{i}" for i in range(4, 9)]
 
 
 def lb_series(failed: float, *, used: float = 1000.0, allocated: float = 4000.0) -> list[dict[str, Any]]:
-    series: list[dict[str, Any]] = []
-    for ip in NODE_IPS:
-        series += [
-            {"name": "SnatConnectionCount", "dimensions": {"BackendIPAddress": ip, "ConnectionState": "successful"},
-             "values": [100, 100]},
-            {"name": "SnatConnectionCount", "dimensions": {"BackendIPAddress": ip, "ConnectionState": "failed"},
-             "values": [failed, failed]},
-            {"name": "AllocatedSnatPorts", "dimensions": {"BackendIPAddress": ip}, "values": [allocated, allocated]},
-            {"name": "UsedSnatPorts", "dimensions": {"BackendIPAddress": ip}, "values": [used, used]},
-        ]
-    return series
+    return snat_metrics.lb_series(NODE_IPS, failed, used=used, allocated=allocated)
 
 
-def nat_series(failed: float) -> list[dict[str, Any]]:
-    return [
-        {"name": "SNATConnectionCount", "dimensions": {"ConnectionState": "Successful", "Protocol": "TCP"},
-         "values": [300, 300]},
-        {"name": "SNATConnectionCount", "dimensions": {"ConnectionState": "Failed", "Protocol": "TCP"},
-         "values": [failed, failed]},
-        {"name": "PacketDropCount", "dimensions": {}, "values": [0, 0]},
-    ]
+nat_series = snat_metrics.nat_series
 
 
 POOLS = [{"name": "system", "count": 2}, {"name": "user", "count": 3, "minCount": 3, "maxCount": 20}]

@@ -23,6 +23,7 @@ from shared.causes import run_cause
 from shared.causes.snat_port_exhaustion import CAUSE
 from shared.diagnose import diagnose
 from shared.settings import Settings
+from tests import snat_metrics
 from tests.emulator_fixtures import emulator_fixture  # noqa: F401 (fixture)
 
 SUB = "8d5f3b02-4c6e-4a7f-9b0c-1d2e3f4a5b6c"
@@ -34,27 +35,11 @@ LB_IPS = [f"10.50.4.{i}" for i in range(4, 7)]
 
 
 def nat_series(failed: float) -> list[dict[str, Any]]:
-    return [
-        {"name": "SNATConnectionCount", "dimensions": {"ConnectionState": "Successful", "Protocol": "TCP"},
-         "values": [300, 300]},
-        {"name": "SNATConnectionCount", "dimensions": {"ConnectionState": "Failed", "Protocol": "TCP"},
-         "values": [failed, failed]},
-        {"name": "PacketDropCount", "dimensions": {}, "values": [failed, failed]},
-    ]
+    return snat_metrics.nat_series(failed, dropped=failed)
 
 
 def lb_series(failed: float) -> list[dict[str, Any]]:
-    series: list[dict[str, Any]] = []
-    for ip in LB_IPS:
-        series += [
-            {"name": "SnatConnectionCount", "dimensions": {"BackendIPAddress": ip, "ConnectionState": "successful"},
-             "values": [100, 100]},
-            {"name": "SnatConnectionCount", "dimensions": {"BackendIPAddress": ip, "ConnectionState": "failed"},
-             "values": [failed, failed]},
-            {"name": "AllocatedSnatPorts", "dimensions": {"BackendIPAddress": ip}, "values": [4000, 4000]},
-            {"name": "UsedSnatPorts", "dimensions": {"BackendIPAddress": ip}, "values": [100, 100]},
-        ]
-    return series
+    return snat_metrics.lb_series(LB_IPS, failed, used=100)
 
 
 def cluster(name: str, *, nat_on_b: bool, nat_failed: float = 0.0, lb_failed: float = 0.0) -> dict[str, Any]:
