@@ -89,6 +89,11 @@ class SymptomExplanation:
     # verdict, but a finding that lists one (or whose node list was cut) is not resolved by this run.
     unasked: Mapping[str, str] | None = None
 
+    @classmethod
+    def unread(cls, reason: str) -> SymptomExplanation:
+        """The symptom could not be read in this run (API unreadable, or the check itself failed)."""
+        return cls(Status.UNKNOWN, f"Could not be checked: {reason}", reason)
+
     def to_json(self) -> dict[str, Any]:
         """The report's `symptom.explanation` (an addition: consumers ignore fields they do not know)."""
         return {"status": str(self.status), "summary": self.summary, "reason": self.reason,
@@ -116,7 +121,7 @@ def explain_symptom(snapshot: ClusterSnapshot, results: Sequence[CauseResult],
     if symptom is None:
         return None
     if isinstance(symptom, Unavailable):
-        return SymptomExplanation(Status.UNKNOWN, f"Could not be checked: {symptom.reason}", symptom.reason)
+        return SymptomExplanation.unread(symptom.reason)
     unsure = {n.node: f"{n.result}: {n.detail}" for n in symptom if n.result != OK and n.result not in BROKEN}
     unasked = _unasked(snapshot, symptom)
     broken = [n for n in symptom if n.result in BROKEN]

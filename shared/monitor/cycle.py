@@ -21,10 +21,9 @@ from shared.azure.clients import ArmClients
 from shared.azure.collect import Collector, describe_http_error
 from shared.azure.ids import ClusterRef, parse_cluster_id, segment
 from shared.azure.probes import RunCommandLedger
-from shared.kube.unexplained import TITLE as UNEXPLAINED_TITLE
 from shared.kube.unexplained import Explainer, SymptomExplanation
 from shared.logcontext import log_context
-from shared.model import UNEXPLAINED_ID, CauseResult, Status
+from shared.model import UNEXPLAINED_ID
 from shared.monitor.assess import ProbeOptions, assess
 from shared.monitor.families import ALL_FAMILIES, FAMILIES, SPECS, owned_causes
 from shared.monitor.queues import DEFAULT_QUEUES, QueueNames
@@ -220,8 +219,8 @@ class Monitor:
         owned = owned_causes(families)
         results = [run_cause(c, snapshot) for c in REGISTRY if c.id in owned]
         checked_at = self.now()
-        unread = ([CauseResult(UNEXPLAINED_ID, Status.UNKNOWN, UNEXPLAINED_TITLE, f"Could not be checked: {reason}",
-                               reason=reason)] if any(SPECS[f].kube for f in families) else [])
+        unread = ([SymptomExplanation.unread(reason).to_result(cluster_id)]
+                  if any(SPECS[f].kube for f in families) else [])
         reconcile(self.store, _cluster_ref(snapshot), [*results, *unread], checked_at)
         save_cluster_status(self.store, family_report(snapshot, results, checked_at, families), families)
         if cycle_id:

@@ -85,12 +85,15 @@ def affected_from_json(text: str | None) -> tuple[str, ...]:
 def affected_complete(text: str | None) -> bool:
     """Whether the stored scope lists every affected node / flow (a cut list cannot bound the scope)."""
     items = json.loads(text) if text else []
-    return bool(items) and not any(isinstance(i, str) and i.startswith(TRUNCATION_MARKER) for i in items)
+    return bool(items) and not _cut(items)
 
 
 def affected_truncated(text: str | None) -> bool:
     """Whether the stored scope was cut to fit the row (an empty list was never cut)."""
-    items = json.loads(text) if text else []
+    return _cut(json.loads(text) if text else [])
+
+
+def _cut(items: list[Any]) -> bool:
     return any(isinstance(i, str) and i.startswith(TRUNCATION_MARKER) for i in items)
 
 

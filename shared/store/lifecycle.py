@@ -84,6 +84,7 @@ class ReconcileConflictError(RuntimeError):
 # Causes judged from node probes only: in a sampled run, the nodes outside the sample were not looked at.
 PROBED_NODE_CAUSES = frozenset({str(CauseId.UFW), str(CauseId.IPTABLES), str(CauseId.EGRESS)})
 
+
 @dataclass(frozen=True)
 class ReconcileOutcome:
     """What this call changed. `still_open` = the cluster's open findings it did not open itself."""
