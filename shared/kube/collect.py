@@ -190,15 +190,11 @@ def parse_ladder(data: dict[str, str] | None) -> tuple[tuple[tuple[int, int], ..
     strings are read: the intent is plain)."""
     if data is None:
         return None, None
-    raw = _ladder_json(data)
-    if raw is None:
+    if _ladder_json(data) is None:
         return None, f"configmap {AUTOSCALER_CONFIGMAP} has no ladder"
     bad = f"configmap {AUTOSCALER_CONFIGMAP}: nodesToReplicas is not a JSON list of [nodes, replicas]"
-    try:
-        params = json.loads(raw)
-    except ValueError:
-        return None, bad
-    if not isinstance(params, dict):
+    params = _ladder_params(data)
+    if params is None:
         return None, bad
     flag = _param(params, "includeUnschedulableNodes")
     if flag is not None and not isinstance(flag, bool):  # Go's encoding/json refuses it, and so the whole ladder
@@ -225,16 +221,22 @@ def include_unschedulable(data: dict[str, str] | None) -> bool:
     """The ladder's `includeUnschedulableNodes` (cluster-proportional-autoscaler 1.9 and later): true, the
     autoscaler counts every node; absent or false (its default), only schedulable ones. Anything else is
     refused with the ladder by `parse_ladder`."""
-    raw = _ladder_json(data) if data is not None else None
-    try:
-        params = json.loads(raw) if raw is not None else None
-    except ValueError:
-        return False
-    return isinstance(params, dict) and _param(params, "includeUnschedulableNodes") is True
+    params = _ladder_params(data) if data is not None else None
+    return params is not None and _param(params, "includeUnschedulableNodes") is True
 
 
 def _ladder_json(data: dict[str, str]) -> str | None:
     return data.get("ladder") or next((v for v in data.values() if "nodestoreplicas" in v.lower()), None)
+
+
+def _ladder_params(data: dict[str, str]) -> dict[str, Any] | None:
+    """The ladder's JSON object; None when the configmap has none or it is not a JSON object."""
+    raw = _ladder_json(data)
+    try:
+        params = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return params if isinstance(params, dict) else None
 
 
 def _param(params: dict[str, Any], name: str) -> Any:
