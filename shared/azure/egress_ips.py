@@ -20,6 +20,7 @@ Anything that cannot be read is an error on that source, never a silently smalle
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
@@ -114,8 +115,20 @@ def _load_balancer(reader: _Reader, access: rest.AccessFacts) -> None:
 
 
 def default_route(table: RouteTable) -> Route | None:
-    """The table's route for 0.0.0.0/0 (the one every public destination without a longer route takes)."""
-    return next((r for r in table.routes if r.address_prefix.strip() in ("0.0.0.0/0", "0/0")), None)
+    """The table's route for 0.0.0.0/0 (the one every public destination without a longer route takes),
+    however the prefix is written."""
+    return next((r for r in table.routes if _is_ipv4_default(r.address_prefix)), None)
+
+
+def _is_ipv4_default(prefix: str) -> bool:
+    text = prefix.strip()
+    if text == "0/0":
+        return True
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return net.prefixlen == 0 and net.version == 4
 
 
 def _routed_egress(reader: _Reader, topology: ClusterSnapshot, subnet_id: str) -> None:

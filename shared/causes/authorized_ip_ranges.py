@@ -17,6 +17,7 @@ import ipaddress
 import shlex
 from collections.abc import Iterable, Sequence
 
+from shared.azure.egress_ips import default_route
 from shared.azure.ids import last_name
 from shared.causes.base import Cause
 from shared.model import CauseId, CauseResult, Evidence, Status
@@ -148,7 +149,7 @@ def unseen_egress(snapshot: ClusterSnapshot, egress: EgressIps) -> dict[str, str
             out[subnet.route_table_id] = (f"route table {last_name(subnet.route_table_id)} of node subnet "
                                           f"{last_name(subnet_id)} was not collected")
             continue
-        default = next((r for r in table.routes if _is_default(r.address_prefix)), None)
+        default = default_route(table)
         hop = default.next_hop_type.lower() if default is not None else "internet"
         if hop in ("internet", "none"):  # the outbound type decides, or nothing leaves at all
             continue
@@ -170,11 +171,6 @@ def unseen_egress(snapshot: ClusterSnapshot, egress: EgressIps) -> dict[str, str
                                  f"{last_name(appliance.id)}, whose public IP(s) "
                                  f"{', '.join(last_name(i) for i in unread)} were not collected as egress")
     return out
-
-
-def _is_default(prefix: str) -> bool:
-    net = network_of(prefix)
-    return net is not None and net.prefixlen == 0 and net.version == 4
 
 
 def _detected(snapshot: ClusterSnapshot, missing: Sequence[tuple[EgressAddress, list[Network]]],
